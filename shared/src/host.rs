@@ -1,0 +1,81 @@
+//! Thin wrappers over proxy-wasm host calls for the glue modules.
+//!
+//! They use the byte-valued calls (the SDK's `String` getters panic on
+//! non-UTF-8 header values, which clients can send) and turn every host error
+//! into a logged no-op or an `Option`, so a host refusal never aborts a request.
+
+use crate::headers::HeaderList;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+use std::time::SystemTime;
+
+pub use proxy_wasm::types::MapType as HeaderMapType;
+
+/// Reads a whole header map in one host call.
+pub fn headers(map: MapType) -> HeaderList {
+    match hostcalls::get_map_bytes(map) {
+        Ok(entries) => HeaderList::new(entries),
+        Err(status) => {
+            log::warn!("cannot read {map:?}: {status:?}");
+            HeaderList::default()
+        }
+    }
+}
+
+/// Replaces a whole header map in one host call.
+pub fn replace_headers(map: MapType, headers: &HeaderList) {
+    let pairs: Vec<(&str, &[u8])> = headers
+        .entries()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    if let Err(status) = hostcalls::set_map_bytes(map, pairs) {
+        log::warn!("cannot replace {map:?}: {status:?}");
+    }
+}
+
+pub fn set_header(map: MapType, name: &str, value: &[u8]) {
+    if let Err(status) = hostcalls::set_map_value_bytes(map, name, Some(value)) {
+        log::warn!("cannot set header {name}: {status:?}");
+    }
+}
+
+pub fn add_header(map: MapType, name: &str, value: &[u8]) {
+    if let Err(status) = hostcalls::add_map_value_bytes(map, name, value) {
+        log::warn!("cannot add header {name}: {status:?}");
+    }
+}
+
+pub fn remove_header(map: MapType, name: &str) {
+    if let Err(status) = hostcalls::remove_map_value(map, name) {
+        log::warn!("cannot remove header {name}: {status:?}");
+    }
+}
+
+/// An Envoy attribute such as `["source", "address"]`; `None` if absent.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(value) => value,
+        Err(status) => {
+            log::debug!("cannot read property {}: {status:?}", path.join("."));
+            None
+        }
+    }
+}
+
+pub fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The plugin configuration bytes (`configuration` in Envoy, `pluginConfig` in Istio).
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+}
+
+pub fn send_local_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    if let Err(status) = hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
+        log::warn!("cannot send local reply: {status:?}");
+    }
+}

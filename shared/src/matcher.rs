@@ -1,0 +1,386 @@
+//! Request matching shared by every filter's per-route rules.
+//!
+//! Specs are deserialized from config and compiled once at configure time into
+//! matchers that evaluate against a [`HeaderList`] without allocating.
+
+use crate::config::{ConfigError, FieldPath};
+use crate::headers::{header_name_problem, HeaderList};
+use regex::bytes::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+/// Upper bound on a compiled regex, so a config cannot blow up memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// How to match one string. Exactly one of `exact`, `prefix`, `suffix`,
+/// `contains` or `regex` must be set. Regexes are anchored: they must match the whole value.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatch {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub contains: Option<String>,
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+#[derive(Debug, Clone)]
+enum StringMatchKind {
+    Exact(Vec<u8>),
+    Prefix(Vec<u8>),
+    Suffix(Vec<u8>),
+    Contains(Vec<u8>),
+    Regex(Regex),
+}
+
+/// A compiled [`StringMatch`].
+#[derive(Debug, Clone)]
+pub struct StringMatcher {
+    kind: StringMatchKind,
+    ignore_case: bool,
+}
+
+/// Compiles a regex that must match the whole input, with a size limit and a
+/// config error that names the field.
+pub fn compile_anchored_regex(
+    pattern: &str,
+    ignore_case: bool,
+    path: &FieldPath,
+) -> Result<Regex, ConfigError> {
+    compile_regex(&format!("^(?:{pattern})$"), ignore_case, path)
+}
+
+/// Compiles an unanchored regex with a size limit and a config error that names the field.
+pub fn compile_regex(
+    pattern: &str,
+    ignore_case: bool,
+    path: &FieldPath,
+) -> Result<Regex, ConfigError> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(ignore_case)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| path.error(format!("invalid regex: {}", one_line(&e.to_string()))))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl StringMatch {
+    pub fn compile(&self, path: &FieldPath) -> Result<StringMatcher, ConfigError> {
+        let folded = |s: &String| {
+            if self.ignore_case {
+                s.to_ascii_lowercase().into_bytes()
+            } else {
+                s.clone().into_bytes()
+            }
+        };
+        let mut kinds = Vec::new();
+        if let Some(s) = &self.exact {
+            kinds.push(StringMatchKind::Exact(folded(s)));
+        }
+        if let Some(s) = &self.prefix {
+            kinds.push(StringMatchKind::Prefix(folded(s)));
+        }
+        if let Some(s) = &self.suffix {
+            kinds.push(StringMatchKind::Suffix(folded(s)));
+        }
+        if let Some(s) = &self.contains {
+            kinds.push(StringMatchKind::Contains(folded(s)));
+        }
+        if let Some(s) = &self.regex {
+            kinds.push(StringMatchKind::Regex(compile_anchored_regex(
+                s,
+                self.ignore_case,
+                &path.field("regex"),
+            )?));
+        }
+        let mut kinds = kinds.into_iter();
+        match (kinds.next(), kinds.next()) {
+            (Some(kind), None) => Ok(StringMatcher {
+                kind,
+                ignore_case: self.ignore_case,
+            }),
+            _ => Err(path.error(
+                "exactly one of 'exact', 'prefix', 'suffix', 'contains' or 'regex' is required",
+            )),
+        }
+    }
+}
+
+impl StringMatcher {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        let ic = self.ignore_case;
+        match &self.kind {
+            StringMatchKind::Exact(s) => eq(value, s, ic),
+            StringMatchKind::Prefix(s) => value.get(..s.len()).is_some_and(|v| eq(v, s, ic)),
+            StringMatchKind::Suffix(s) => value
+                .len()
+                .checked_sub(s.len())
+                .and_then(|start| value.get(start..))
+                .is_some_and(|v| eq(v, s, ic)),
+            StringMatchKind::Contains(s) => {
+                s.is_empty() || value.windows(s.len()).any(|w| eq(w, s, ic))
+            }
+            StringMatchKind::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+fn eq(value: &[u8], folded_pattern: &[u8], ignore_case: bool) -> bool {
+    if ignore_case {
+        value.eq_ignore_ascii_case(folded_pattern)
+    } else {
+        value == folded_pattern
+    }
+}
+
+/// Matches one header. With no `value`, the header must be present
+/// (or absent when `absent` is true). With a `value`, any of its values must match.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: Option<StringMatch>,
+    #[serde(default)]
+    pub absent: bool,
+}
+
+#[derive(Debug, Clone)]
+enum HeaderCondition {
+    Present,
+    Absent,
+    Value(StringMatcher),
+}
+
+#[derive(Debug, Clone)]
+struct CompiledHeaderMatch {
+    name: String,
+    condition: HeaderCondition,
+}
+
+/// Which requests a rule applies to. Every condition given must hold; an
+/// empty match matches every request.
+///
+/// - `host`: the `:authority` without its port, compared case-insensitively.
+/// - `path`: `:path` without the query string, as sent (not percent-decoded).
+/// - `methods`: any of these methods (upper case).
+/// - `headers`: every header condition must hold.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestMatch {
+    pub host: Option<StringMatch>,
+    pub path: Option<StringMatch>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A compiled [`RequestMatch`].
+#[derive(Debug, Clone, Default)]
+pub struct RequestMatcher {
+    host: Option<StringMatcher>,
+    path: Option<StringMatcher>,
+    methods: Vec<Vec<u8>>,
+    headers: Vec<CompiledHeaderMatch>,
+}
+
+impl RequestMatch {
+    pub fn compile(&self, path: &FieldPath) -> Result<RequestMatcher, ConfigError> {
+        let host = match &self.host {
+            Some(m) => {
+                let mut m = m.clone();
+                m.ignore_case = true;
+                Some(m.compile(&path.field("host"))?)
+            }
+            None => None,
+        };
+        let path_matcher = match &self.path {
+            Some(m) => Some(m.compile(&path.field("path"))?),
+            None => None,
+        };
+        let mut methods = Vec::with_capacity(self.methods.len());
+        for (i, method) in self.methods.iter().enumerate() {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(path
+                    .field("methods")
+                    .index(i)
+                    .error(format!("'{method}' is not an upper-case HTTP method")));
+            }
+            methods.push(method.clone().into_bytes());
+        }
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (i, h) in self.headers.iter().enumerate() {
+            let hp = path.field("headers").index(i);
+            if let Some(problem) = header_name_problem(&h.name) {
+                return Err(hp.field("name").error(format!("'{}': {problem}", h.name)));
+            }
+            let condition = match (&h.value, h.absent) {
+                (None, false) => HeaderCondition::Present,
+                (None, true) => HeaderCondition::Absent,
+                (Some(v), false) => HeaderCondition::Value(v.compile(&hp.field("value"))?),
+                (Some(_), true) => {
+                    return Err(hp.error("'value' and 'absent' cannot be combined"));
+                }
+            };
+            headers.push(CompiledHeaderMatch {
+                name: h.name.clone(),
+                condition,
+            });
+        }
+        Ok(RequestMatcher {
+            host,
+            path: path_matcher,
+            methods,
+            headers,
+        })
+    }
+}
+
+impl RequestMatcher {
+    /// A matcher that matches every request.
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    pub fn matches(&self, req: &HeaderList) -> bool {
+        if let Some(m) = &self.host {
+            if !m.matches(req.host()) {
+                return false;
+            }
+        }
+        if let Some(m) = &self.path {
+            if !m.matches(req.path()) {
+                return false;
+            }
+        }
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method()) {
+            return false;
+        }
+        self.headers.iter().all(|h| match &h.condition {
+            HeaderCondition::Present => req.contains(&h.name),
+            HeaderCondition::Absent => !req.contains(&h.name),
+            HeaderCondition::Value(m) => req.get_all(&h.name).any(|v| m.matches(v)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sm(json: &str) -> StringMatcher {
+        serde_json::from_str::<StringMatch>(json)
+            .unwrap()
+            .compile(&FieldPath::root().field("m"))
+            .unwrap()
+    }
+
+    fn rm(json: &str) -> Result<RequestMatcher, ConfigError> {
+        serde_json::from_str::<RequestMatch>(json)
+            .unwrap()
+            .compile(&FieldPath::root().field("match"))
+    }
+
+    fn req() -> HeaderList {
+        HeaderList::from_pairs([
+            (":method", "POST"),
+            (":path", "/api/v1/users?limit=5"),
+            (":authority", "API.example.com:443"),
+            ("x-env", "prod"),
+            ("x-env", "canary"),
+        ])
+    }
+
+    #[test]
+    fn string_match_kinds() {
+        assert!(sm(r#"{"exact":"abc"}"#).matches(b"abc"));
+        assert!(!sm(r#"{"exact":"abc"}"#).matches(b"abcd"));
+        assert!(sm(r#"{"prefix":"/api"}"#).matches(b"/api/x"));
+        assert!(!sm(r#"{"prefix":"/api"}"#).matches(b"/ap"));
+        assert!(sm(r#"{"suffix":".json"}"#).matches(b"a.json"));
+        assert!(!sm(r#"{"suffix":".json"}"#).matches(b"json"));
+        assert!(sm(r#"{"contains":"mid"}"#).matches(b"a-mid-b"));
+        assert!(sm(r#"{"regex":"v[0-9]+"}"#).matches(b"v12"));
+        assert!(
+            !sm(r#"{"regex":"v[0-9]+"}"#).matches(b"xv12"),
+            "regex is anchored"
+        );
+        assert!(sm(r#"{"exact":"ABC","ignore_case":true}"#).matches(b"abc"));
+        assert!(sm(r#"{"prefix":"Ab","ignore_case":true}"#).matches(b"aBc"));
+    }
+
+    #[test]
+    fn string_match_requires_exactly_one_kind() {
+        let err = serde_json::from_str::<StringMatch>(r#"{"exact":"a","prefix":"b"}"#)
+            .unwrap()
+            .compile(&FieldPath::root().field("m"))
+            .unwrap_err();
+        assert_eq!(err.path, "m");
+        let err = StringMatch::default()
+            .compile(&FieldPath::root().field("m"))
+            .unwrap_err();
+        assert!(err.reason.contains("exactly one"));
+    }
+
+    #[test]
+    fn bad_regex_is_a_config_error_naming_the_field() {
+        let err = rm(r#"{"path":{"regex":"("}}"#).unwrap_err();
+        assert_eq!(err.path, "match.path.regex");
+        assert!(err.reason.starts_with("invalid regex"), "{}", err.reason);
+    }
+
+    #[test]
+    fn request_match_all_conditions() {
+        let r = req();
+        assert!(RequestMatcher::any().matches(&r));
+        assert!(rm(r#"{"host":{"exact":"api.example.com"}}"#)
+            .unwrap()
+            .matches(&r));
+        assert!(!rm(r#"{"host":{"exact":"example.com"}}"#)
+            .unwrap()
+            .matches(&r));
+        assert!(rm(r#"{"path":{"exact":"/api/v1/users"}}"#)
+            .unwrap()
+            .matches(&r));
+        assert!(rm(r#"{"methods":["GET","POST"]}"#).unwrap().matches(&r));
+        assert!(!rm(r#"{"methods":["GET"]}"#).unwrap().matches(&r));
+        assert!(rm(r#"{"headers":[{"name":"x-env"}]}"#).unwrap().matches(&r));
+        assert!(rm(r#"{"headers":[{"name":"x-no","absent":true}]}"#)
+            .unwrap()
+            .matches(&r));
+        assert!(!rm(r#"{"headers":[{"name":"x-env","absent":true}]}"#)
+            .unwrap()
+            .matches(&r));
+        assert!(
+            rm(r#"{"headers":[{"name":"x-env","value":{"exact":"canary"}}]}"#)
+                .unwrap()
+                .matches(&r),
+            "any value of a repeated header may match"
+        );
+        assert!(!rm(r#"{"path":{"prefix":"/api"},"methods":["GET"]}"#)
+            .unwrap()
+            .matches(&r));
+    }
+
+    #[test]
+    fn request_match_validation() {
+        assert_eq!(
+            rm(r#"{"methods":["get"]}"#).unwrap_err().path,
+            "match.methods[0]"
+        );
+        assert_eq!(
+            rm(r#"{"headers":[{"name":"Bad Name"}]}"#).unwrap_err().path,
+            "match.headers[0].name"
+        );
+        assert_eq!(
+            rm(r#"{"headers":[{"name":"x","absent":true,"value":{"exact":"v"}}]}"#)
+                .unwrap_err()
+                .path,
+            "match.headers[0]"
+        );
+    }
+}
