@@ -82,6 +82,17 @@ impl HeaderList {
         self.entries.push((name.to_string(), value));
     }
 
+    /// Mutable access to every value of `name`, in order.
+    pub fn values_mut<'a>(
+        &'a mut self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a mut Vec<u8>> + 'a {
+        self.entries
+            .iter_mut()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
     /// Removes every value of `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
         self.remove_where(|n| n == name)

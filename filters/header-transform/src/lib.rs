@@ -1,1 +1,23 @@
+//! header-transform: a proxy-wasm HTTP filter that sets, adds, removes,
+//! renames, copies and regex-rewrites request and response headers, query
+//! parameters and the path, with value templates.
+//!
+//! - [`config`]: serde types and validation;
+//! - [`template`], [`query`], [`transform`]: pure logic, unit-tested natively;
+//! - [`glue`]: the proxy-wasm contexts.
 
+pub mod config;
+pub mod glue;
+pub mod query;
+pub mod template;
+pub mod transform;
+
+#[allow(unsafe_code)]
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_root_context(|_| Box::new(crate::glue::Root::default()));
+    }}
+}
+
+#[cfg(test)]
+mod tests;

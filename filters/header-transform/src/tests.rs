@@ -1,0 +1,404 @@
+//! Native tests of configuration and the engine, end to end through `Config::compile`.
+
+use crate::config::Config;
+use crate::transform::{Engine, HostValues, Report, ResponsePlan};
+use pwf_shared::headers::ValueProblem;
+use pwf_shared::{ConfigError, HeaderList};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+struct FakeHost;
+
+impl HostValues for FakeHost {
+    fn property(&mut self, path: &[String]) -> Option<Vec<u8>> {
+        match path.join(".").as_str() {
+            "source.address" => Some(b"10.1.2.3:5555".to_vec()),
+            "source.port" => Some(5555i64.to_le_bytes().to_vec()),
+            "connection.mtls" => Some(vec![1]),
+            _ => None,
+        }
+    }
+    fn now(&mut self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "POD_REGION").then(|| "eu-west-1".to_string())
+}
+
+fn engine(json: &str) -> Engine {
+    try_engine(json).unwrap_or_else(|e| panic!("config rejected: {e}"))
+}
+
+fn try_engine(json: &str) -> Result<Engine, ConfigError> {
+    pwf_shared::config::parse_json::<Config>(Some(json.as_bytes()))?.compile(&env)
+}
+
+fn request() -> HeaderList {
+    HeaderList::from_pairs([
+        (":method", "GET"),
+        (":path", "/v1/users?id=42&debug=1&name=J%20Doe"),
+        (":authority", "api.example.com"),
+        (":scheme", "http"),
+        ("x-user", "alice"),
+        ("x-internal-a", "1"),
+        ("x-internal-b", "2"),
+        ("accept", "text/html"),
+    ])
+}
+
+fn run_request(e: &Engine, h: &mut HeaderList) -> (Report, ResponsePlan) {
+    let mut report = Report::default();
+    let plan = e.on_request(h, &mut FakeHost, &mut report);
+    (report, plan)
+}
+
+fn req_ops(ops: &str) -> Engine {
+    engine(&format!(r#"{{"request":[{{"operations":[{ops}]}}]}}"#))
+}
+
+fn get(h: &HeaderList, name: &str) -> Option<String> {
+    h.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[test]
+fn set_add_set_if_absent() {
+    let e = req_ops(
+        r#"{"set":{"header":"x-user","value":"bob"}},
+           {"add":{"header":"accept","value":"application/json"}},
+           {"set_if_absent":{"header":"x-user","value":"carol"}},
+           {"set_if_absent":{"header":"x-new","value":"dave"}}"#,
+    );
+    let mut h = request();
+    let (report, _) = run_request(&e, &mut h);
+    assert!(report.changed);
+    assert_eq!(report.applied, vec![0]);
+    assert_eq!(get(&h, "x-user").as_deref(), Some("bob"));
+    assert_eq!(
+        h.get_all("accept").collect::<Vec<_>>(),
+        vec![b"text/html".as_slice(), b"application/json"]
+    );
+    assert_eq!(get(&h, "x-new").as_deref(), Some("dave"));
+}
+
+#[test]
+fn remove_by_name_prefix_and_regex_never_touches_pseudo_headers() {
+    let e = req_ops(
+        r#"{"remove":{"header":"accept"}},
+           {"remove":{"header_prefix":"x-internal-"}},
+           {"remove":{"header_regex":".*"}}"#,
+    );
+    let mut h = request();
+    run_request(&e, &mut h);
+    let names: Vec<&str> = h.entries().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, [":method", ":path", ":authority", ":scheme"]);
+}
+
+#[test]
+fn rename_and_copy() {
+    let e = req_ops(
+        r#"{"rename":{"header":"x-user","to":"x-principal"}},
+           {"copy":{"header":"x-principal","to":"x-audit"}},
+           {"copy":{"header":"x-missing","to":"x-never"}}"#,
+    );
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(get(&h, "x-user"), None);
+    assert_eq!(get(&h, "x-principal").as_deref(), Some("alice"));
+    assert_eq!(get(&h, "x-audit").as_deref(), Some("alice"));
+    assert!(!h.contains("x-never"));
+}
+
+#[test]
+fn regex_replace_with_capture_groups() {
+    let e =
+        req_ops(r#"{"replace":{"header":"x-user","regex":"^(a)(.*)$","replacement":"${2}-$1"}}"#);
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(get(&h, "x-user").as_deref(), Some("lice-a"));
+}
+
+#[test]
+fn templates_resolve_request_values_attributes_env_and_time() {
+    let e = req_ops(
+        r#"{"set":{"header":"x-t","value":"${req.method} ${req.path} ${req.host} q=${req.query.name} h=${req.header.x-user}"}},
+           {"set":{"header":"x-src","value":"${attr.source.address}|${attr.source.port}|${attr.connection.mtls}"}},
+           {"set":{"header":"x-env","value":"${env.POD_REGION}/${env.UNSET:-none}"}},
+           {"set":{"header":"x-time","value":"${time.unix} ${time.unix_ms} ${time.rfc3339}"}},
+           {"set":{"header":"x-default","value":"${req.header.absent:-fallback}${attr.nope}"}}"#,
+    );
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(
+        get(&h, "x-t").as_deref(),
+        Some("GET /v1/users api.example.com q=J Doe h=alice")
+    );
+    assert_eq!(get(&h, "x-src").as_deref(), Some("10.1.2.3:5555|5555|true"));
+    assert_eq!(get(&h, "x-env").as_deref(), Some("eu-west-1/none"));
+    assert_eq!(
+        get(&h, "x-time").as_deref(),
+        Some("1700000000 1700000000123 2023-11-14T22:13:20Z")
+    );
+    assert_eq!(get(&h, "x-default").as_deref(), Some("fallback"));
+}
+
+#[test]
+fn query_operations_rewrite_the_path() {
+    let e = req_ops(
+        r#"{"set":{"query":"id","value":"${req.header.x-user}"}},
+           {"remove":{"query":"debug"}},
+           {"add":{"query":"tag","value":"a b&c"}},
+           {"rename":{"query":"name","to":"who"}},
+           {"set_if_absent":{"query":"id","value":"never"}}"#,
+    );
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(
+        get(&h, ":path").as_deref(),
+        Some("/v1/users?id=alice&tag=a+b%26c&who=J+Doe")
+    );
+}
+
+#[test]
+fn query_copy_replace_and_prefix_regex_removal() {
+    let e = req_ops(
+        r#"{"copy":{"query":"id","to":"user_id"}},
+           {"replace":{"query":"name","regex":"Doe","replacement":"Roe"}},
+           {"remove":{"query_prefix":"deb"}},
+           {"remove":{"query_regex":"i[d]"}}"#,
+    );
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(
+        get(&h, ":path").as_deref(),
+        Some("/v1/users?name=J+Roe&user_id=42")
+    );
+}
+
+#[test]
+fn header_template_from_query_then_header_to_query() {
+    let e = req_ops(r#"{"set":{"header":"x-id","value":"${req.query.id}"}}"#);
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(get(&h, "x-id").as_deref(), Some("42"));
+}
+
+#[test]
+fn path_rewrite_keeps_the_query() {
+    let e = req_ops(r#"{"rewrite_path":{"regex":"^/v1/(.*)$","replacement":"/api/v2/$1"}}"#);
+    let mut h = request();
+    let (report, _) = run_request(&e, &mut h);
+    assert!(report.changed);
+    assert_eq!(
+        get(&h, ":path").as_deref(),
+        Some("/api/v2/users?id=42&debug=1&name=J%20Doe")
+    );
+    let e = req_ops(r#"{"rewrite_path":{"regex":"^/nomatch","replacement":"/x"}}"#);
+    let mut h = request();
+    let (report, _) = run_request(&e, &mut h);
+    assert!(
+        !report.changed,
+        "a rewrite that does not match changes nothing"
+    );
+}
+
+#[test]
+fn authority_can_be_set_through_host_alias() {
+    let e = req_ops(r#"{"set":{"header":"host","value":"internal.svc"}}"#);
+    let mut h = request();
+    run_request(&e, &mut h);
+    assert_eq!(get(&h, ":authority").as_deref(), Some("internal.svc"));
+    assert!(!h.contains("host"));
+}
+
+#[test]
+fn crlf_and_nul_from_decoded_query_are_never_written() {
+    let e = req_ops(r#"{"set":{"header":"x-echo","value":"v=${req.query.p}"}}"#);
+    for payload in ["a%0d%0aX-Injected:%20yes", "a%0aB", "a%00b"] {
+        let mut h = request();
+        h.set(":path", format!("/x?p={payload}").into_bytes());
+        let (report, _) = run_request(&e, &mut h);
+        assert!(!h.contains("x-echo"), "{payload} must not be written");
+        assert!(!report.changed);
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].target, "x-echo");
+        assert_eq!(report.rejected[0].problem, ValueProblem::ControlCharacter);
+    }
+}
+
+#[test]
+fn oversized_values_are_not_written() {
+    let e = engine(
+        r#"{"limits":{"max_value_bytes":8,"max_path_bytes":20},
+            "request":[{"operations":[
+              {"set":{"header":"x-long","value":"${req.header.x-user}${req.header.x-user}"}},
+              {"set":{"header":"x-short","value":"${req.header.x-user}"}},
+              {"add":{"query":"pad","value":"12345678"}}]}]}"#,
+    );
+    let mut h = request();
+    let (report, _) = run_request(&e, &mut h);
+    assert!(!h.contains("x-long"));
+    assert_eq!(get(&h, "x-short").as_deref(), Some("alice"));
+    assert_eq!(
+        get(&h, ":path").as_deref(),
+        Some("/v1/users?id=42&debug=1&name=J%20Doe")
+    );
+    let problems: Vec<_> = report
+        .rejected
+        .iter()
+        .map(|r| (r.target.as_str(), r.problem))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("x-long", ValueProblem::TooLong),
+            (":path", ValueProblem::TooLong)
+        ]
+    );
+}
+
+#[test]
+fn rule_sets_match_and_apply_in_order() {
+    let e = engine(
+        r#"{"request":[
+            {"name":"api","match":{"path":{"prefix":"/v1/"},"methods":["GET"]},
+             "operations":[{"set":{"header":"x-stage","value":"one"}}]},
+            {"name":"needs-stage","match":{"headers":[{"name":"x-stage","value":{"exact":"one"}}]},
+             "operations":[{"set":{"header":"x-stage","value":"two"}}]},
+            {"match":{"host":{"exact":"other.example.com"}},
+             "operations":[{"set":{"header":"x-never","value":"x"}}]}]}"#,
+    );
+    let mut h = request();
+    let (report, _) = run_request(&e, &mut h);
+    assert_eq!(report.applied, vec![0, 1]);
+    assert_eq!(get(&h, "x-stage").as_deref(), Some("two"));
+    assert!(!h.contains("x-never"));
+}
+
+#[test]
+fn response_rules_use_request_values_captured_at_request_time() {
+    let e = engine(
+        r#"{"request":[{"operations":[{"set":{"header":"x-user","value":"rewritten"}}]}],
+            "response":[
+              {"match":{"path":{"prefix":"/v1/"}},"operations":[
+                {"set":{"header":"x-request-path","value":"${req.path}"}},
+                {"set":{"header":"x-who","value":"${req.header.x-user}"}},
+                {"set":{"header":"x-status","value":"status ${resp.status} from ${resp.header.server}"}},
+                {"remove":{"header":"server"}}]},
+              {"match":{"path":{"prefix":"/nope"}},"operations":[{"set":{"header":"x-never","value":"1"}}]}]}"#,
+    );
+    let mut h = request();
+    let (_, plan) = run_request(&e, &mut h);
+    assert_eq!(plan.matched, vec![0]);
+    let mut resp = HeaderList::from_pairs([
+        (":status", "200"),
+        ("server", "upstream"),
+        ("x-user", "resp"),
+    ]);
+    let mut report = Report::default();
+    e.on_response(&plan, &mut resp, &mut FakeHost, &mut report);
+    assert_eq!(get(&resp, "x-request-path").as_deref(), Some("/v1/users"));
+    assert_eq!(get(&resp, "x-who").as_deref(), Some("rewritten"));
+    assert_eq!(
+        get(&resp, "x-status").as_deref(),
+        Some("status 200 from upstream")
+    );
+    assert!(!resp.contains("server"));
+    assert!(!resp.contains("x-never"));
+}
+
+#[test]
+fn no_matching_response_rules_means_no_response_work() {
+    let e = engine(
+        r#"{"response":[{"match":{"methods":["POST"]},"operations":[{"set":{"header":"x","value":"1"}}]}]}"#,
+    );
+    let (_, plan) = run_request(&e, &mut request());
+    assert!(plan.matched.is_empty());
+    assert!(plan.captured.is_empty());
+}
+
+#[test]
+fn attribute_text_decodes_envoy_encodings() {
+    use crate::transform::attribute_text;
+    assert_eq!(attribute_text(b"127.0.0.1:80".to_vec()), b"127.0.0.1:80");
+    assert_eq!(attribute_text(443i64.to_le_bytes().to_vec()), b"443");
+    assert_eq!(attribute_text(vec![0]), b"false");
+    assert_eq!(attribute_text(vec![0xff, 0xfe]), b"");
+}
+
+fn config_error(json: &str) -> String {
+    try_engine(json).map(|_| ()).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_configs_name_the_field_and_reason() {
+    let cases = [
+        (r#"{"requets":[]}"#, "requets: unknown field `requets`"),
+        (
+            r#"{"request":[{"operations":[{"set":{"header":"x","value":"${req.hedaer.x}"}}]}]}"#,
+            "request[0].operations[0].set.value: template refers to unknown variable 'req.hedaer.x'",
+        ),
+        (
+            r#"{"request":[{"operations":[{"set":{"header":"X Bad","value":"v"}}]}]}"#,
+            "request[0].operations[0].set.header: 'X Bad': header names must be lower case",
+        ),
+        (
+            r#"{"request":[{"operations":[{"replace":{"header":"x","regex":"(","replacement":""}}]}]}"#,
+            "request[0].operations[0].replace.regex: invalid regex",
+        ),
+        (
+            r#"{"request":[{"operations":[{"set":{"header":":method","value":"POST"}}]}]}"#,
+            "request[0].operations[0].set.header: pseudo-header ':method' cannot be changed",
+        ),
+        (
+            r#"{"response":[{"operations":[{"set":{"header":":status","value":"500"}}]}]}"#,
+            "response[0].operations[0].set.header: pseudo-header ':status' cannot be changed",
+        ),
+        (
+            r#"{"request":[{"operations":[{"remove":{"header":":path"}}]}]}"#,
+            "request[0].operations[0].remove.header: pseudo-header ':path' cannot be removed",
+        ),
+        (
+            r#"{"request":[{"operations":[{"set":{"header":"a","query":"b","value":"v"}}]}]}"#,
+            "request[0].operations[0].set: exactly one of 'header' or 'query' is required",
+        ),
+        (
+            r#"{"response":[{"operations":[{"set":{"query":"a","value":"v"}}]}]}"#,
+            "response[0].operations[0].set.query: query parameters can only be changed in request rules",
+        ),
+        (
+            r#"{"request":[{"operations":[{"set":{"header":"x","value":"${resp.status}"}}]}]}"#,
+            "request[0].operations[0].set.value: template variable 'resp.status' is only available in response rules",
+        ),
+        (
+            r#"{"request":[{"operations":[{"explode":{}}]}]}"#,
+            "request[0].operations[0]: unknown variant `explode`",
+        ),
+        (r#"{"request":[{"operations":[]}]}"#, "request[0].operations: at least one operation is required"),
+        (
+            r#"{"request":[{"name":"a","operations":[{"remove":{"header":"x"}}]},{"name":"a","operations":[{"remove":{"header":"x"}}]}]}"#,
+            "request[1].name: duplicate rule set name 'a'",
+        ),
+        (
+            r#"{"request":[{"match":{"path":{"regex":"["}},"operations":[{"remove":{"header":"x"}}]}]}"#,
+            "request[0].match.path.regex: invalid regex",
+        ),
+        (r#"{"limits":{"max_value_bytes":0}}"#, "limits.max_value_bytes: must be greater than 0"),
+        (
+            r#"{"request":[{"operations":[{"set":{"header":"x","value":"a\r\nb"}}]}]}"#,
+            "request[0].operations[0].set.value: value must not contain CR, LF or NUL",
+        ),
+    ];
+    for (json, expected) in cases {
+        let err = config_error(json);
+        assert!(
+            err.starts_with(expected),
+            "config {json}\n  expected: {expected}\n  got:      {err}"
+        );
+    }
+}
+
+#[test]
+fn empty_config_is_a_valid_noop() {
+    assert!(engine("{}").is_noop());
+}

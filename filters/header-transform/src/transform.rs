@@ -1,0 +1,522 @@
+//! The transformation engine: applies compiled rule sets to a header list.
+//! Pure logic, no host calls; host values come through [`HostValues`].
+
+use crate::config::Limits;
+use crate::query::{split_path, Query};
+use crate::template::{Captures, Part, RequestValue, Template, Var};
+use pwf_shared::headers::{value_problem, ValueProblem};
+use pwf_shared::{HeaderList, RequestMatcher};
+use regex::bytes::Regex;
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Header(String),
+    Query(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum NameSelector {
+    Header(String),
+    HeaderPrefix(String),
+    HeaderRegex(Regex),
+    Query(String),
+    QueryPrefix(String),
+    QueryRegex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Set(Target, Template),
+    Add(Target, Template),
+    SetIfAbsent(Target, Template),
+    Remove(NameSelector),
+    Rename(Target, Target),
+    Copy(Target, Target),
+    Replace {
+        target: Target,
+        regex: Regex,
+        replacement: Vec<u8>,
+    },
+    RewritePath {
+        regex: Regex,
+        replacement: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub name: Option<String>,
+    pub matcher: RequestMatcher,
+    pub ops: Vec<Op>,
+}
+
+/// Values only the host knows. The glue implements it with host calls and
+/// caches them for the duration of one phase.
+pub trait HostValues {
+    fn property(&mut self, path: &[String]) -> Option<Vec<u8>>;
+    fn now(&mut self) -> SystemTime;
+}
+
+/// A value the engine refused to write. Carries no value, so it is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub target: String,
+    pub problem: ValueProblem,
+}
+
+/// What one phase did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Indices of the rule sets that matched and ran.
+    pub applied: Vec<usize>,
+    pub rejected: Vec<Rejection>,
+    /// Whether the header list differs from what the host sent.
+    pub changed: bool,
+}
+
+/// What the response phase needs from the request phase.
+#[derive(Debug, Clone, Default)]
+pub struct ResponsePlan {
+    /// Response rule sets whose match held for the request.
+    pub matched: Vec<usize>,
+    /// Request values referenced by response templates, by capture index.
+    pub captured: Vec<Option<Vec<u8>>>,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    request: Vec<RuleSet>,
+    response: Vec<RuleSet>,
+    captures: Captures,
+    limits: Limits,
+}
+
+/// Where template variables are read from.
+enum Source<'a> {
+    Request,
+    Response { captured: &'a [Option<Vec<u8>>] },
+}
+
+impl Engine {
+    pub fn new(
+        request: Vec<RuleSet>,
+        response: Vec<RuleSet>,
+        captures: Captures,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            request,
+            response,
+            captures,
+            limits,
+        }
+    }
+
+    pub fn request_sets(&self) -> &[RuleSet] {
+        &self.request
+    }
+
+    pub fn response_sets(&self) -> &[RuleSet] {
+        &self.response
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+
+    /// Applies request rule sets in order (each sees the previous ones' changes),
+    /// then decides which response rule sets apply and captures what they need.
+    pub fn on_request(
+        &self,
+        headers: &mut HeaderList,
+        host: &mut dyn HostValues,
+        report: &mut Report,
+    ) -> ResponsePlan {
+        for (i, set) in self.request.iter().enumerate() {
+            if set.matcher.matches(headers) {
+                report.applied.push(i);
+                for op in &set.ops {
+                    self.apply(op, headers, &Source::Request, host, report);
+                }
+            }
+        }
+        let matched: Vec<usize> = self
+            .response
+            .iter()
+            .enumerate()
+            .filter(|(_, set)| set.matcher.matches(headers))
+            .map(|(i, _)| i)
+            .collect();
+        let captured = if matched.is_empty() {
+            Vec::new()
+        } else {
+            self.captures
+                .values
+                .iter()
+                .map(|v| request_value(v, headers).map(Cow::into_owned))
+                .collect()
+        };
+        ResponsePlan { matched, captured }
+    }
+
+    pub fn on_response(
+        &self,
+        plan: &ResponsePlan,
+        headers: &mut HeaderList,
+        host: &mut dyn HostValues,
+        report: &mut Report,
+    ) {
+        let source = Source::Response {
+            captured: &plan.captured,
+        };
+        for &i in &plan.matched {
+            if let Some(set) = self.response.get(i) {
+                report.applied.push(i);
+                for op in &set.ops {
+                    self.apply(op, headers, &source, host, report);
+                }
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        op: &Op,
+        headers: &mut HeaderList,
+        source: &Source,
+        host: &mut dyn HostValues,
+        report: &mut Report,
+    ) {
+        match op {
+            Op::Set(target, template) => {
+                let value = render(template, headers, source, host);
+                self.write(target, value, WriteMode::Set, headers, report);
+            }
+            Op::Add(target, template) => {
+                let value = render(template, headers, source, host);
+                self.write(target, value, WriteMode::Add, headers, report);
+            }
+            Op::SetIfAbsent(target, template) => {
+                let present = match target {
+                    Target::Header(name) => headers.contains(name),
+                    Target::Query(name) => query_of(headers).contains(name),
+                };
+                if !present {
+                    let value = render(template, headers, source, host);
+                    self.write(target, value, WriteMode::Set, headers, report);
+                }
+            }
+            Op::Remove(selector) => remove(selector, headers, report),
+            Op::Rename(from, to) | Op::Copy(from, to) => {
+                let values: Vec<Vec<u8>> = match from {
+                    Target::Header(name) => headers.get_all(name).map(<[u8]>::to_vec).collect(),
+                    Target::Query(name) => query_of(headers)
+                        .values(name)
+                        .into_iter()
+                        .map(String::into_bytes)
+                        .collect(),
+                };
+                if values.is_empty() {
+                    return;
+                }
+                if matches!(op, Op::Rename(..)) {
+                    remove(&selector_for(from), headers, report);
+                }
+                let mut mode = WriteMode::Set;
+                for value in values {
+                    self.write(to, value, mode, headers, report);
+                    mode = WriteMode::Add;
+                }
+            }
+            Op::Replace {
+                target,
+                regex,
+                replacement,
+            } => self.replace(target, regex, replacement, headers, report),
+            Op::RewritePath { regex, replacement } => {
+                let full = headers.get(":path").unwrap_or_default();
+                let (path, query) = split_path(full);
+                let rewritten = regex.replace_all(path, replacement.as_slice());
+                if let Cow::Owned(new_path) = rewritten {
+                    let mut full_new = new_path;
+                    if let Some(q) = query {
+                        full_new.push(b'?');
+                        full_new.extend_from_slice(q);
+                    }
+                    self.write(
+                        &Target::Header(":path".into()),
+                        full_new,
+                        WriteMode::Set,
+                        headers,
+                        report,
+                    );
+                }
+            }
+        }
+    }
+
+    fn limit_for(&self, name: &str) -> usize {
+        if name == ":path" {
+            self.limits.max_path_bytes
+        } else {
+            self.limits.max_value_bytes
+        }
+    }
+
+    /// Writes a value after the safety checks; a refused value is reported and not written.
+    fn write(
+        &self,
+        target: &Target,
+        value: Vec<u8>,
+        mode: WriteMode,
+        headers: &mut HeaderList,
+        report: &mut Report,
+    ) {
+        match target {
+            Target::Header(name) => {
+                if let Some(problem) = value_problem(&value, self.limit_for(name)) {
+                    report.rejected.push(Rejection {
+                        target: name.clone(),
+                        problem,
+                    });
+                    return;
+                }
+                // Pseudo-headers have exactly one value.
+                if mode == WriteMode::Add && !name.starts_with(':') {
+                    headers.add(name, value);
+                } else {
+                    headers.set(name, value);
+                }
+                report.changed = true;
+            }
+            Target::Query(name) => {
+                if value.len() > self.limits.max_value_bytes {
+                    report.rejected.push(Rejection {
+                        target: format!("query {name}"),
+                        problem: ValueProblem::TooLong,
+                    });
+                    return;
+                }
+                self.edit_query(headers, report, |q| match mode {
+                    WriteMode::Set => q.set(name, &value),
+                    WriteMode::Add => q.add(name, &value),
+                });
+            }
+        }
+    }
+
+    fn replace(
+        &self,
+        target: &Target,
+        regex: &Regex,
+        replacement: &[u8],
+        headers: &mut HeaderList,
+        report: &mut Report,
+    ) {
+        match target {
+            Target::Header(name) => {
+                let limit = self.limit_for(name);
+                let mut changed = false;
+                for value in headers.values_mut(name) {
+                    if let Cow::Owned(new) = regex.replace_all(value, replacement) {
+                        match value_problem(&new, limit) {
+                            Some(problem) => report.rejected.push(Rejection {
+                                target: name.clone(),
+                                problem,
+                            }),
+                            None => {
+                                *value = new;
+                                changed = true;
+                            }
+                        }
+                    }
+                }
+                report.changed |= changed;
+            }
+            Target::Query(name) => {
+                let limit = self.limits.max_value_bytes;
+                let mut too_long = false;
+                self.edit_query(headers, report, |q| {
+                    q.map_values(name, |v| {
+                        match regex.replace_all(v.as_bytes(), replacement) {
+                            Cow::Owned(new) if new.len() <= limit => Some(new),
+                            Cow::Owned(_) => {
+                                too_long = true;
+                                None
+                            }
+                            Cow::Borrowed(_) => None,
+                        }
+                    });
+                });
+                if too_long {
+                    report.rejected.push(Rejection {
+                        target: format!("query {name}"),
+                        problem: ValueProblem::TooLong,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Parses the query of `:path`, lets `f` edit it, and writes `:path` back if it changed.
+    fn edit_query(
+        &self,
+        headers: &mut HeaderList,
+        report: &mut Report,
+        f: impl FnOnce(&mut Query),
+    ) {
+        let full = headers.get(":path").unwrap_or_default();
+        let (path, raw_query) = split_path(full);
+        let mut query = Query::parse(raw_query);
+        let before = query.clone();
+        f(&mut query);
+        if query == before {
+            return;
+        }
+        let new_path = query.to_path(path);
+        self.write(
+            &Target::Header(":path".into()),
+            new_path,
+            WriteMode::Set,
+            headers,
+            report,
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    Set,
+    Add,
+}
+
+fn selector_for(target: &Target) -> NameSelector {
+    match target {
+        Target::Header(n) => NameSelector::Header(n.clone()),
+        Target::Query(n) => NameSelector::Query(n.clone()),
+    }
+}
+
+fn remove(selector: &NameSelector, headers: &mut HeaderList, report: &mut Report) {
+    let is_pseudo = |n: &str| n.starts_with(':');
+    let removed = match selector {
+        NameSelector::Header(name) => headers.remove(name),
+        NameSelector::HeaderPrefix(prefix) => {
+            headers.remove_where(|n| !is_pseudo(n) && n.starts_with(prefix.as_str()))
+        }
+        NameSelector::HeaderRegex(re) => {
+            headers.remove_where(|n| !is_pseudo(n) && re.is_match(n.as_bytes()))
+        }
+        NameSelector::Query(_) | NameSelector::QueryPrefix(_) | NameSelector::QueryRegex(_) => {
+            let full = headers.get(":path").unwrap_or_default();
+            let (path, raw_query) = split_path(full);
+            let mut query = Query::parse(raw_query);
+            let n = query.remove_where(|name| match selector {
+                NameSelector::Query(q) => name == q,
+                NameSelector::QueryPrefix(p) => name.starts_with(p.as_str()),
+                NameSelector::QueryRegex(re) => re.is_match(name.as_bytes()),
+                _ => false,
+            });
+            if n > 0 {
+                // Removing parameters only shortens the path, so no limit check is needed.
+                headers.set(":path", query.to_path(path));
+            }
+            n
+        }
+    };
+    if removed > 0 {
+        report.changed = true;
+    }
+}
+
+fn query_of(headers: &HeaderList) -> Query {
+    Query::parse(split_path(headers.get(":path").unwrap_or_default()).1)
+}
+
+/// A request value from the current request headers.
+fn request_value<'h>(value: &RequestValue, headers: &'h HeaderList) -> Option<Cow<'h, [u8]>> {
+    match value {
+        RequestValue::Header(name) => headers.get(name).map(Cow::Borrowed),
+        RequestValue::Query(name) => query_of(headers)
+            .get(name)
+            .map(|v| Cow::Owned(v.into_bytes())),
+        RequestValue::Path => Some(Cow::Borrowed(headers.path())),
+        RequestValue::Method => Some(Cow::Borrowed(headers.method())),
+        RequestValue::Host => Some(Cow::Borrowed(headers.host())),
+        RequestValue::Authority => Some(Cow::Borrowed(headers.authority())),
+    }
+}
+
+/// Renders a template. Absent values become the variable's default (often empty).
+fn render(
+    template: &Template,
+    headers: &HeaderList,
+    source: &Source,
+    host: &mut dyn HostValues,
+) -> Vec<u8> {
+    if let Some(literal) = template.as_literal() {
+        return literal.to_vec();
+    }
+    let mut out = Vec::new();
+    for part in template.parts() {
+        match part {
+            Part::Literal(text) => out.extend_from_slice(text),
+            Part::Var { var, default } => {
+                let value: Option<Cow<[u8]>> = match (var, source) {
+                    (Var::Request(rv), _) => request_value(rv, headers),
+                    (Var::Captured(i), Source::Response { captured }) => captured
+                        .get(*i)
+                        .and_then(|v| v.as_deref())
+                        .map(Cow::Borrowed),
+                    (Var::Captured(_), Source::Request) => None,
+                    (Var::ResponseHeader(name), _) => headers.get(name).map(Cow::Borrowed),
+                    (Var::ResponseStatus, _) => headers.get(":status").map(Cow::Borrowed),
+                    (Var::Attribute(path), _) => {
+                        host.property(path).map(|v| Cow::Owned(attribute_text(v)))
+                    }
+                    (Var::TimeUnix, _) => Some(Cow::Owned(
+                        unix(host.now()).as_secs().to_string().into_bytes(),
+                    )),
+                    (Var::TimeUnixMs, _) => Some(Cow::Owned(
+                        unix(host.now()).as_millis().to_string().into_bytes(),
+                    )),
+                    (Var::TimeRfc3339, _) => Some(Cow::Owned(
+                        humantime::format_rfc3339_seconds(host.now())
+                            .to_string()
+                            .into_bytes(),
+                    )),
+                };
+                match value {
+                    Some(v) if !v.is_empty() => out.extend_from_slice(&v),
+                    _ => out.extend_from_slice(default),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn unix(t: SystemTime) -> std::time::Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Envoy returns string attributes as raw bytes but integers as 8 little-endian
+/// bytes and booleans as one byte. Printable text is kept; otherwise an 8-byte
+/// value is shown as an integer and a 1-byte 0/1 as a boolean.
+pub fn attribute_text(raw: Vec<u8>) -> Vec<u8> {
+    let printable = raw.iter().all(|&b| (0x20..0x7f).contains(&b) || b >= 0x80)
+        && std::str::from_utf8(&raw).is_ok();
+    if printable {
+        return raw;
+    }
+    if let Ok(bytes) = <[u8; 8]>::try_from(raw.as_slice()) {
+        return i64::from_le_bytes(bytes).to_string().into_bytes();
+    }
+    match raw.as_slice() {
+        [0] => b"false".to_vec(),
+        [1] => b"true".to_vec(),
+        _ => Vec::new(),
+    }
+}
