@@ -85,7 +85,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<T, Config
     let mut de = serde_json::Deserializer::from_slice(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
+        // serde_path_to_error reports "." for the root and "?" for syntax errors.
+        let path = if path == "." || path == "?" {
+            String::new()
+        } else {
+            path
+        };
         ConfigError::new(path, strip_position(&e.into_inner().to_string()))
     })?;
     de.end()

@@ -94,6 +94,29 @@ impl Query {
         before - self.pairs.len()
     }
 
+    /// Renames every `from` parameter in place, keeping its raw value, after
+    /// removing existing `to` parameters. Returns whether anything was renamed.
+    pub fn rename(&mut self, from: &str, to: &str) -> bool {
+        if from == to || !self.contains(from) {
+            return false;
+        }
+        self.remove_where(|n| n == to);
+        let encoded_to: String = form_urlencoded::byte_serialize(to.as_bytes()).collect();
+        for raw in &mut self.pairs {
+            if Self::name_of(raw) != from {
+                continue;
+            }
+            let value_part = match raw.iter().position(|&b| b == b'=') {
+                Some(eq) => raw.get(eq..).unwrap_or_default().to_vec(),
+                None => Vec::new(),
+            };
+            let mut renamed = encoded_to.clone().into_bytes();
+            renamed.extend_from_slice(&value_part);
+            *raw = renamed;
+        }
+        true
+    }
+
     /// Decoded values of every `name` parameter.
     pub fn values(&self, name: &str) -> Vec<String> {
         self.pairs
@@ -182,6 +205,14 @@ mod tests {
         assert_eq!(query.to_path(b"/"), b"/?b=2");
         query.remove_where(|_| true);
         assert_eq!(query.to_path(b"/p"), b"/p");
+    }
+
+    #[test]
+    fn rename_keeps_position_and_raw_value() {
+        let mut query = q("a=1&old=J%20Doe&new=gone&old&z=2");
+        assert!(query.rename("old", "new"));
+        assert_eq!(query.to_path(b"/"), b"/?a=1&new=J%20Doe&new&z=2");
+        assert!(!query.rename("missing", "x"));
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn query_operations_rewrite_the_path() {
     run_request(&e, &mut h);
     assert_eq!(
         get(&h, ":path").as_deref(),
-        Some("/v1/users?id=alice&tag=a+b%26c&who=J+Doe")
+        Some("/v1/users?id=alice&who=J%20Doe&tag=a+b%26c")
     );
 }
 

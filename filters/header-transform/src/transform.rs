@@ -209,6 +209,11 @@ impl Engine {
                 }
             }
             Op::Remove(selector) => remove(selector, headers, report),
+            Op::Rename(Target::Query(from), Target::Query(to)) => {
+                self.edit_query(headers, report, |q| {
+                    q.rename(from, to);
+                });
+            }
             Op::Rename(from, to) | Op::Copy(from, to) => {
                 let values: Vec<Vec<u8>> = match from {
                     Target::Header(name) => headers.get_all(name).map(<[u8]>::to_vec).collect(),
