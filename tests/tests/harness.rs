@@ -313,3 +313,12 @@ fn start_fails_fast_when_envoy_exits() {
     let yaml = std::fs::read_to_string(pwf_tests::repo_root().join(PASSTHROUGH)).unwrap();
     let _envoy = Envoy::builder_inline(&yaml.replace("stat_prefix", "stat_prefx")).start();
 }
+
+#[test]
+#[should_panic(expected = "could not bind its ports")]
+fn start_reports_a_taken_port() {
+    // Explicitly mapped ports are kept on retry, so this fails every attempt.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let _envoy = Envoy::builder(PASSTHROUGH).port(10000, port).start();
+}
