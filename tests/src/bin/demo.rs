@@ -1,0 +1,194 @@
+//! `make demo`: the filter chain in a real Envoy on localhost, with built-in
+//! upstreams, showing each filter at work with the equivalent curl commands.
+//!
+//! ```text
+//! demo [--once] [--free-ports]
+//! ```
+//!
+//! - default: Envoy on 127.0.0.1:10000 (admin 9901), echo upstreams on 18000
+//!   and 18001; runs the walkthrough, then keeps serving until Ctrl-C.
+//! - `--once`: exit after the walkthrough (used by the demo's own test).
+//! - `--free-ports`: use free ports instead of the fixed ones.
+
+use pwf_tests::{EchoUpstream, Envoy, Response};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CONFIG: &str = "envoy-configs/header-transform.yaml";
+
+/// One request of the walkthrough and what to show of it.
+struct Step {
+    title: &'static str,
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    /// Request headers to show as the upstream received them.
+    upstream_headers: &'static [&'static str],
+    /// Response headers to show as the client received them.
+    response_headers: &'static [&'static str],
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        title: "header-transform: legacy path rewritten to /v2/ and re-routed to the v2 upstream; \
+                query parameter renamed; internal headers stripped; annotations added",
+        method: "GET",
+        path: "/legacy/users?uid=7&tenant=acme",
+        headers: &[
+            ("x-internal-debug", "1"),
+            ("authorization", "Basic ZGVtbzpkZW1v"),
+        ],
+        upstream_headers: &[
+            "x-tenant",
+            "x-region",
+            "x-client-address",
+            "x-request-start",
+            "x-legacy-authorization",
+            "x-internal-debug",
+        ],
+        response_headers: &[
+            "strict-transport-security",
+            "x-content-type-options",
+            "x-served-path",
+        ],
+    },
+    Step {
+        title: "header-transform: other paths keep their route; x-tenant defaults to 'public'",
+        method: "GET",
+        path: "/catalog/items",
+        headers: &[],
+        upstream_headers: &["x-tenant", "x-region"],
+        response_headers: &["x-served-path", "x-powered-by"],
+    },
+];
+
+struct Options {
+    once: bool,
+    free_ports: bool,
+}
+
+fn parse_args() -> Options {
+    let mut opts = Options {
+        once: false,
+        free_ports: false,
+    };
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--once" => opts.once = true,
+            "--free-ports" => opts.free_ports = true,
+            other => {
+                eprintln!("unknown argument {other:?}\nusage: demo [--once] [--free-ports]");
+                std::process::exit(2);
+            }
+        }
+    }
+    opts
+}
+
+fn upstream(name: &str, port: u16, free_ports: bool) -> EchoUpstream {
+    let builder = EchoUpstream::builder(name).response_header("x-powered-by", "echo-upstream");
+    if free_ports {
+        builder.start()
+    } else {
+        builder.port(port).start()
+    }
+}
+
+fn curl_line(port: u16, step: &Step) -> String {
+    let mut line = format!(
+        "curl -si -X {} 'http://127.0.0.1:{port}{}'",
+        step.method, step.path
+    );
+    for (name, value) in step.headers {
+        line.push_str(&format!(" -H '{name}: {value}'"));
+    }
+    line
+}
+
+fn show(port: u16, step: &Step, resp: &Response) {
+    println!("\n== {}", step.title);
+    println!("$ {}", curl_line(port, step));
+    let body = resp.json();
+    println!(
+        "  -> {} from upstream {:?}; upstream saw {} {}",
+        resp.status,
+        body["upstream"].as_str().unwrap_or("?"),
+        body["method"].as_str().unwrap_or("?"),
+        body["path"].as_str().unwrap_or("?"),
+    );
+    for name in step.upstream_headers {
+        let value = &body["headers"][*name];
+        let shown = if value.is_null() {
+            "(absent)".to_string()
+        } else {
+            value.to_string()
+        };
+        println!("     upstream header {name}: {shown}");
+    }
+    for name in step.response_headers {
+        println!(
+            "     response header {name}: {}",
+            resp.header(name).unwrap_or("(absent)")
+        );
+    }
+}
+
+fn main() {
+    let opts = parse_args();
+    let echo = upstream("echo", 18000, opts.free_ports);
+    let v2 = upstream("v2", 18001, opts.free_ports);
+    let mut builder = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .upstream(18001, &v2)
+        .concurrency(2);
+    if !opts.free_ports {
+        builder = builder.port(10000, 10000).port(9901, 9901);
+    }
+    let envoy = builder.start();
+    let port = envoy.port();
+    println!(
+        "Envoy is running the filter chain on http://127.0.0.1:{port} (admin http://127.0.0.1:{})",
+        envoy.admin_port()
+    );
+    println!(
+        "Config: {CONFIG}; upstreams 'echo' (127.0.0.1:{}) and 'v2' (127.0.0.1:{})",
+        echo.port(),
+        v2.port()
+    );
+
+    for step in STEPS {
+        let mut req = envoy.req(step.method, step.path);
+        for (name, value) in step.headers {
+            req = req.header(name, value);
+        }
+        show(port, step, &req.send());
+    }
+
+    println!(
+        "\nMetrics: curl -s http://127.0.0.1:{}/stats | grep wasmcustom",
+        envoy.admin_port()
+    );
+    for (name, value) in envoy
+        .stats()
+        .iter()
+        .filter(|(n, _)| n.starts_with("wasmcustom."))
+        .collect::<std::collections::BTreeMap<_, _>>()
+    {
+        println!("  {name}: {value}");
+    }
+    if opts.once {
+        return;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .expect("install the Ctrl-C handler");
+    println!("\nTry the curl commands above. Press Ctrl-C to stop.");
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("\nStopping Envoy (pid {}) and the upstreams.", envoy.pid());
+    drop(envoy);
+}

@@ -1,0 +1,74 @@
+//! `make demo` runs the `demo` binary: check its walkthrough and its clean stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn demo() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_demo"));
+    cmd.current_dir(pwf_tests::repo_root()).arg("--free-ports");
+    cmd
+}
+
+#[test]
+fn walkthrough_shows_each_filter_at_work() {
+    let out = demo().arg("--once").output().expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "-> 200 from upstream \"v2\"; upstream saw GET /v2/users?user_id=7&tenant=acme",
+        "upstream header x-tenant: \"acme\"",
+        "upstream header x-internal-debug: (absent)",
+        "response header x-served-path: /v2/users",
+        "-> 200 from upstream \"echo\"; upstream saw GET /catalog/items",
+        "upstream header x-tenant: \"public\"",
+        "wasmcustom.header_transform.rules_applied: 5",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in demo output:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_stops_envoy_and_exits_cleanly() {
+    let mut child = demo()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start demo");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in lines.by_ref() {
+        if line.expect("demo output").contains("Press Ctrl-C to stop") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo never became ready");
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success(), "demo exits 0 on Ctrl-C");
+    let stopping = rest
+        .iter()
+        .find(|l| l.starts_with("Stopping Envoy (pid "))
+        .expect("stop message");
+    let pid: u32 = stopping["Stopping Envoy (pid ".len()..]
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "Envoy {pid} is gone"
+    );
+}
