@@ -91,6 +91,109 @@ pub fn update<S: SharedStore, T>(
     })
 }
 
+/// Creates `key` with `initial` if it does not exist yet.
+///
+/// Two workers creating the same key at once both write `initial`, so the race
+/// is harmless when `initial` is a neutral value; every later [`update`] of the
+/// key is then a real compare-and-swap.
+pub fn ensure_exists<S: SharedStore>(
+    store: &S,
+    key: &str,
+    initial: &[u8],
+) -> Result<(), StoreError> {
+    match store.get(key)? {
+        (Some(_), _) => Ok(()),
+        (None, _) => store.set(key, initial, None),
+    }
+}
+
+/// A time-limited lease in shared data, electing one worker (VM) of the
+/// process to do a job such as fetching a JWKS. An expired lease can be taken
+/// over, so a holder that died mid-job never blocks the job for longer than
+/// the lease TTL. Create the key with [`Lease::init`] at configure time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: u64,
+    pub until_ms: u64,
+}
+
+impl Lease {
+    const FREE: Lease = Lease {
+        owner: 0,
+        until_ms: 0,
+    };
+
+    fn encode(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.owner.to_le_bytes());
+        out.extend_from_slice(&self.until_ms.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: Option<&[u8]>) -> Lease {
+        let field = |range: std::ops::Range<usize>| {
+            bytes
+                .and_then(|b| b.get(range))
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0)
+        };
+        Lease {
+            owner: field(0..8),
+            until_ms: field(8..16),
+        }
+    }
+
+    /// Creates the lease key, free, if it does not exist.
+    pub fn init<S: SharedStore>(store: &S, key: &str) -> Result<(), StoreError> {
+        ensure_exists(store, key, &Lease::FREE.encode())
+    }
+
+    /// Takes the lease for `owner` until `now_ms + ttl_ms` if it is free,
+    /// expired, or already held by `owner`. Returns whether `owner` holds it.
+    pub fn try_acquire<S: SharedStore>(
+        store: &S,
+        key: &str,
+        owner: u64,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, UpdateError> {
+        update(store, key, 4, |current| {
+            let lease = Lease::decode(current);
+            if lease.owner == 0 || lease.owner == owner || lease.until_ms <= now_ms {
+                let taken = Lease {
+                    owner,
+                    until_ms: now_ms.saturating_add(ttl_ms),
+                };
+                Update::Write(taken.encode(), true)
+            } else {
+                Update::Keep(false)
+            }
+        })
+    }
+
+    /// Frees the lease if `owner` holds it.
+    pub fn release<S: SharedStore>(store: &S, key: &str, owner: u64) -> Result<(), UpdateError> {
+        update(store, key, 4, |current| {
+            if Lease::decode(current).owner == owner {
+                Update::Write(Lease::FREE.encode(), ())
+            } else {
+                Update::Keep(())
+            }
+        })
+    }
+
+    /// The current holder, if any and unexpired.
+    pub fn holder<S: SharedStore>(
+        store: &S,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let lease = Lease::decode(store.get(key)?.0.as_deref());
+        Ok((lease.owner != 0 && lease.until_ms > now_ms).then_some(lease))
+    }
+}
+
 /// An in-process store with Envoy's CAS semantics, for native tests.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -200,6 +303,58 @@ mod tests {
         store.races.set(2);
         // Two racing writers got in first: 1 -> 2 -> 3, then ours makes 4.
         assert_eq!(update(&store, "k", 3, incr), Ok(4));
+    }
+
+    #[test]
+    fn lease_elects_one_owner_and_expires() {
+        let store = MemoryStore::new();
+        Lease::init(&store, "lease").unwrap();
+        Lease::init(&store, "lease").unwrap();
+        assert_eq!(Lease::try_acquire(&store, "lease", 1, 1_000, 500), Ok(true));
+        assert_eq!(
+            Lease::try_acquire(&store, "lease", 2, 1_200, 500),
+            Ok(false),
+            "held by 1"
+        );
+        assert_eq!(
+            Lease::try_acquire(&store, "lease", 1, 1_300, 500),
+            Ok(true),
+            "renewed by its owner"
+        );
+        assert_eq!(
+            Lease::holder(&store, "lease", 1_300),
+            Ok(Some(Lease {
+                owner: 1,
+                until_ms: 1_800
+            }))
+        );
+        assert_eq!(
+            Lease::try_acquire(&store, "lease", 2, 1_800, 500),
+            Ok(true),
+            "expired: taken over"
+        );
+        Lease::release(&store, "lease", 1).unwrap();
+        assert_eq!(
+            Lease::holder(&store, "lease", 1_900)
+                .unwrap()
+                .map(|l| l.owner),
+            Some(2),
+            "only the owner releases"
+        );
+        Lease::release(&store, "lease", 2).unwrap();
+        assert_eq!(Lease::holder(&store, "lease", 1_900), Ok(None));
+        assert_eq!(Lease::try_acquire(&store, "lease", 3, 1_900, 500), Ok(true));
+    }
+
+    #[test]
+    fn ensure_exists_keeps_an_existing_value() {
+        let store = MemoryStore::new();
+        ensure_exists(&store, "k", b"first").unwrap();
+        ensure_exists(&store, "k", b"second").unwrap();
+        assert_eq!(
+            store.get("k").unwrap().0.as_deref(),
+            Some(b"first".as_slice())
+        );
     }
 
     #[test]
