@@ -36,6 +36,7 @@ mod client;
 mod echo;
 mod envoy;
 mod idp;
+pub mod jwt;
 mod ports;
 mod render;
 mod stats;

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod glue;
 pub mod jwks;
 pub mod native_crypto;
 pub mod outputs;
@@ -14,3 +15,10 @@ pub mod remote;
 pub mod rules;
 pub mod token;
 pub mod verify;
+
+#[allow(unsafe_code)]
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_root_context(|_| Box::new(crate::glue::Root::default()));
+    }}
+}

@@ -1,0 +1,657 @@
+//! jwt-auth in a real Envoy: fixture-key tokens for every algorithm and every
+//! rejection reason, rules, outputs, and a real OpenID provider for remote
+//! JWKS (fetching, sharing, rotation, outages).
+
+use jsonwebtoken::Algorithm;
+use pwf_tests::jwt::{demo_claims, demo_token, fixture_jwks, sign, unix_now, TestKey, DEMO_ISSUER};
+use pwf_tests::{EchoUpstream, Envoy, Idp, Response};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const CONFIG: &str = "envoy-configs/jwt-auth.yaml";
+
+fn metric(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .counter(&format!("wasmcustom.jwt_auth.{name}"))
+        .unwrap_or(0)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get_with_token(envoy: &Envoy, path: &str, token: &str) -> Response {
+    envoy
+        .req("GET", path)
+        .header("authorization", bearer(token))
+        .send()
+}
+
+/// The shipped config (demo provider with inline fixture JWKS; the remote one points nowhere).
+fn start_shipped() -> (Envoy, EchoUpstream) {
+    let echo = EchoUpstream::start("echo");
+    let envoy = Envoy::builder(CONFIG).upstream(18000, &echo).start();
+    (envoy, echo)
+}
+
+/// A config with one inline provider using the fixture keys and the given extra provider fields.
+fn inline_provider(extra: Value) -> String {
+    let mut provider = json!({
+        "name": "demo", "issuer": DEMO_ISSUER, "audiences": ["api"],
+        "jwks": {"inline": fixture_jwks()},
+    });
+    provider
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({"providers": [provider], "rules": [{"match": {"path": {"prefix": "/"}}, "requires": {"provider": "demo"}}]})
+        .to_string()
+}
+
+fn start_inline(extra: Value) -> (Envoy, EchoUpstream) {
+    let echo = EchoUpstream::start("echo");
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .plugin_config(&inline_provider(extra))
+        .start();
+    (envoy, echo)
+}
+
+fn assert_denied(resp: &Response, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "{}", resp.text());
+    let body = resp.json();
+    assert_eq!(body["error"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let challenge = resp.header("www-authenticate").expect("WWW-Authenticate");
+    assert!(challenge.starts_with("Bearer realm=\""), "{challenge}");
+    match code {
+        "missing" => assert!(
+            !challenge.contains("error="),
+            "RFC 6750 §3.1: no error code without a token: {challenge}"
+        ),
+        "claim_mismatch" => assert!(
+            challenge.contains("error=\"insufficient_scope\""),
+            "{challenge}"
+        ),
+        _ => assert!(challenge.contains("error=\"invalid_token\""), "{challenge}"),
+    }
+}
+
+#[test]
+fn valid_token_passes_with_claims_and_the_token_is_stripped() {
+    let (envoy, echo) = start_shipped();
+    let token = demo_token("alice", json!({"plan": "pro"}));
+    let resp = get_with_token(&envoy, "/api/orders", &token);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = echo.last_request().unwrap();
+    assert_eq!(got.header("x-jwt-sub").as_deref(), Some("alice"));
+    assert_eq!(got.header("x-jwt-plan").as_deref(), Some("pro"));
+    assert_eq!(
+        got.header("authorization"),
+        None,
+        "forward: false strips the token"
+    );
+    let payload_segment = token.split('.').nth(1).unwrap();
+    assert_eq!(
+        got.header("x-jwt-payload").as_deref(),
+        Some(payload_segment)
+    );
+    assert_eq!(metric(&envoy, "allowed"), 1);
+}
+
+#[test]
+fn missing_token_gets_401_with_rfc6750_challenge() {
+    let (envoy, echo) = start_shipped();
+    let resp = envoy.get("/api/orders");
+    assert_denied(&resp, 401, "missing");
+    assert_eq!(echo.request_count(), 0);
+    assert_eq!(metric(&envoy, "denied.missing"), 1);
+}
+
+#[test]
+fn rules_bypass_allow_missing_and_unprotected_paths() {
+    let (envoy, echo) = start_shipped();
+    assert_eq!(envoy.get("/health").status, 200);
+    assert_eq!(
+        envoy.req("OPTIONS", "/api/orders").send().status,
+        200,
+        "CORS preflight bypasses"
+    );
+    assert_eq!(envoy.get("/public/page").status, 200, "allow_missing");
+    let resp = get_with_token(&envoy, "/public/page", "not.a.jwt");
+    assert_denied(&resp, 401, "malformed");
+    let resp = get_with_token(&envoy, "/public/page", &demo_token("bob", json!({})));
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        echo.last_request().unwrap().header("x-jwt-sub").as_deref(),
+        Some("bob")
+    );
+    assert_eq!(envoy.get("/elsewhere").status, 200, "no rule: not checked");
+    // Forged identity headers never reach the upstream, even on unchecked paths.
+    envoy
+        .req("GET", "/elsewhere")
+        .header("x-jwt-sub", "mallory")
+        .header("x-jwt-payload", "e30")
+        .send();
+    let got = echo.last_request().unwrap();
+    assert_eq!(got.header("x-jwt-sub"), None);
+    assert_eq!(got.header("x-jwt-payload"), None);
+}
+
+#[test]
+fn every_algorithm_verifies() {
+    let (envoy, echo) = start_inline(json!({
+        "algorithms": ["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","EdDSA"],
+        "claims_to_headers": [{"claim": "sub", "header": "x-sub"}]
+    }));
+    let cases = [
+        (TestKey::Rsa, Algorithm::RS256),
+        (TestKey::Rsa, Algorithm::RS384),
+        (TestKey::Rsa, Algorithm::RS512),
+        (TestKey::Rsa, Algorithm::PS256),
+        (TestKey::Rsa, Algorithm::PS384),
+        (TestKey::Rsa, Algorithm::PS512),
+        (TestKey::Ec256, Algorithm::ES256),
+        (TestKey::Ec384, Algorithm::ES384),
+        (TestKey::Ed25519, Algorithm::EdDSA),
+    ];
+    for (key, alg) in cases {
+        let sub = format!("{alg:?}");
+        let resp = get_with_token(&envoy, "/x", &sign(key, alg, &demo_claims(&sub, json!({}))));
+        assert_eq!(resp.status, 200, "{alg:?}: {}", resp.text());
+        assert_eq!(echo.last_request().unwrap().header("x-sub"), Some(sub));
+    }
+    // RS* and ES* ran in Envoy's BoringSSL; PS* and EdDSA in Rust.
+    assert!(envoy.wait_for_counter("wasmcustom.jwt_auth.verify.native", 5) >= 5);
+    assert!(envoy.wait_for_counter("wasmcustom.jwt_auth.verify.fallback", 4) >= 4);
+}
+
+#[test]
+fn hmac_provider_with_secret_from_env() {
+    let echo = EchoUpstream::start("echo");
+    let secret = std::fs::read_to_string(pwf_tests::jwt::testdata("hs.secret")).unwrap();
+    let config = json!({
+        "providers": [{"name": "hs", "issuer": DEMO_ISSUER, "algorithms": ["HS256", "HS384", "HS512"],
+                       "secret": {"env": "JWT_SECRET"}}],
+        "rules": [{"match": {}, "requires": {"provider": "hs"}}]
+    });
+    let secret_env = secret.trim().to_string();
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .plugin_config(&config.to_string())
+        .edit(move |c| {
+            let vm = c
+                .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/vm_config")
+                .unwrap();
+            vm["environment_variables"] = json!({"key_values": {"JWT_SECRET": secret_env}});
+        })
+        .start();
+    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+        let resp = get_with_token(
+            &envoy,
+            "/x",
+            &sign(TestKey::Hmac, alg, &demo_claims("h", json!({}))),
+        );
+        assert_eq!(resp.status, 200, "{alg:?}: {}", resp.text());
+    }
+    let rsa = sign(TestKey::Rsa, Algorithm::RS256, &demo_claims("h", json!({})));
+    assert_denied(
+        &get_with_token(&envoy, "/x", &rsa),
+        401,
+        "algorithm_not_allowed",
+    );
+}
+
+#[test]
+fn every_rejection_reason() {
+    let (envoy, echo) = start_inline(json!({
+        "algorithms": ["RS256", "ES256"],
+        "max_lifetime_s": 7200,
+        "max_token_bytes": 4096,
+        "required_claims": [{"claim": "scope", "any_of": ["api:read"], "space_delimited": true}]
+    }));
+    let now = unix_now();
+    let good = |extra: Value| {
+        demo_claims("u", {
+            let mut e = json!({"scope": "api:read api:write"});
+            e.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            e
+        })
+    };
+    let rs = |claims: &Value| sign(TestKey::Rsa, Algorithm::RS256, claims);
+    assert_eq!(
+        get_with_token(&envoy, "/x", &rs(&good(json!({})))).status,
+        200
+    );
+
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let valid = rs(&good(json!({})));
+    let parts: Vec<&str> = valid.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&good(json!({"sub": "admin"}))),
+        parts[2]
+    );
+    let none_token = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
+    // Correctly signed tokens with an arbitrary header and payload segment.
+    let signed_raw = |header: &Value, payload_segment: &str| {
+        let signing_input = format!("{}.{payload_segment}", b64(header));
+        let sig = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &TestKey::Rsa.encoding_key(),
+            Algorithm::RS256,
+        )
+        .unwrap();
+        format!("{signing_input}.{sig}")
+    };
+    let rs_header = json!({"alg": "RS256", "kid": "rsa-1"});
+    let crit_token = signed_raw(
+        &json!({"alg": "RS256", "kid": "rsa-1", "crit": ["exp-ext"], "exp-ext": 1}),
+        parts[1],
+    );
+    // Algorithm confusion: HS256 "signed" with the RSA public key as the HMAC secret.
+    let confusion = {
+        let public_pem = std::fs::read(pwf_tests::jwt::testdata("rsa.pub.pem")).unwrap();
+        let mut h = jsonwebtoken::Header::new(Algorithm::HS256);
+        h.kid = Some("rsa-1".into());
+        jsonwebtoken::encode(
+            &h,
+            &good(json!({})),
+            &jsonwebtoken::EncodingKey::from_secret(&public_pem),
+        )
+        .unwrap()
+    };
+    let mut unknown_kid_header = jsonwebtoken::Header::new(Algorithm::RS256);
+    unknown_kid_header.kid = Some("nope-9".into());
+    let unknown_kid = jsonwebtoken::encode(
+        &unknown_kid_header,
+        &good(json!({})),
+        &TestKey::Rsa.encoding_key(),
+    )
+    .unwrap();
+
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("bad signature", tampered, 401, "invalid_signature"),
+        (
+            "expired",
+            rs(&good(json!({"iat": now - 7000, "exp": now - 120}))),
+            401,
+            "expired",
+        ),
+        (
+            "not yet valid",
+            rs(&good(json!({"nbf": now + 600}))),
+            401,
+            "not_yet_valid",
+        ),
+        (
+            "wrong issuer",
+            rs(&good(json!({"iss": "https://evil.example"}))),
+            401,
+            "wrong_issuer",
+        ),
+        (
+            "wrong audience",
+            rs(&good(json!({"aud": "other"}))),
+            401,
+            "wrong_audience",
+        ),
+        ("unknown kid", unknown_kid, 401, "unknown_kid"),
+        ("alg none", none_token, 401, "algorithm_not_allowed"),
+        (
+            "alg not allowed",
+            sign(TestKey::Rsa, Algorithm::PS256, &good(json!({}))),
+            401,
+            "algorithm_not_allowed",
+        ),
+        ("alg confusion", confusion, 401, "algorithm_not_allowed"),
+        ("crit", crit_token, 401, "unsupported_crit"),
+        (
+            "oversized",
+            rs(&good(json!({"pad": "x".repeat(5000)}))),
+            401,
+            "token_too_large",
+        ),
+        (
+            "lifetime",
+            rs(&good(json!({"iat": now, "exp": now + 86_400}))),
+            401,
+            "lifetime_too_long",
+        ),
+        (
+            "bad base64 header",
+            format!("%%%.{}.{}", parts[1], parts[2]),
+            401,
+            "malformed",
+        ),
+        (
+            "bad base64 payload",
+            signed_raw(&rs_header, "%%%"),
+            401,
+            "malformed",
+        ),
+        (
+            "non-JSON payload",
+            signed_raw(&rs_header, "bm90IGpzb24"),
+            401,
+            "malformed",
+        ),
+        (
+            "array payload",
+            signed_raw(&rs_header, &b64(&json!([1, 2]))),
+            401,
+            "malformed",
+        ),
+        (
+            "two segments",
+            format!("{}.{}", parts[0], parts[1]),
+            401,
+            "malformed",
+        ),
+        ("JWE shape", "a.b.c.d.e".to_string(), 401, "malformed"),
+        (
+            "claim mismatch",
+            rs(&good(json!({"scope": "api:write"}))),
+            403,
+            "claim_mismatch",
+        ),
+    ];
+    for (name, token, status, code) in &cases {
+        let resp = get_with_token(&envoy, "/x", token);
+        assert_eq!(resp.status, *status, "{name}: {}", resp.text());
+        assert_denied(&resp, *status, code);
+    }
+    assert_eq!(
+        echo.request_count(),
+        1,
+        "only the valid token reached the upstream"
+    );
+    assert_eq!(metric(&envoy, "denied.malformed"), 6);
+    assert_eq!(metric(&envoy, "denied.algorithm_not_allowed"), 3);
+    // Tokens and claim values never reach the log.
+    let log = envoy.log();
+    assert!(!log.contains(parts[2]), "a signature leaked into the log");
+    assert!(
+        !log.contains("api:read api:write"),
+        "a claim value leaked into the log"
+    );
+}
+
+#[test]
+fn token_from_query_parameter_and_cookie() {
+    let (envoy, echo) = start_inline(json!({
+        "from": [{"query": "access_token"}, {"cookie": "session"}],
+        "claims_to_headers": [{"claim": "sub", "header": "x-sub"}]
+    }));
+    let token = demo_token("q", json!({}));
+    let resp = envoy.get(&format!("/x?a=1&access_token={token}&b=2"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = echo.last_request().unwrap();
+    assert_eq!(got.header("x-sub").as_deref(), Some("q"));
+    assert_eq!(
+        got.path, "/x?a=1&b=2",
+        "the token is stripped from the query"
+    );
+    let token = demo_token("c", json!({}));
+    let resp = envoy
+        .req("GET", "/y")
+        .header("cookie", format!("theme=dark; session={token}; lang=en"))
+        .send();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = echo.last_request().unwrap();
+    assert_eq!(got.header("x-sub").as_deref(), Some("c"));
+    assert_eq!(got.header("cookie").as_deref(), Some("theme=dark; lang=en"));
+    let resp = envoy
+        .req("GET", "/z")
+        .header("authorization", bearer(&token))
+        .send();
+    assert_denied(&resp, 401, "missing");
+}
+
+#[test]
+fn verified_claims_reach_later_filters_through_filter_state() {
+    // jwt-auth then header-transform, which reads the claims property like any Envoy attribute.
+    let echo = EchoUpstream::start("echo");
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .edit(|c| {
+            let filters = c
+                .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+                .and_then(Value::as_array_mut)
+                .unwrap();
+            let mut transform = filters[0].clone();
+            transform["name"] = json!("header-transform");
+            let config = &mut transform["typed_config"]["config"];
+            config["name"] = json!("header-transform");
+            config["root_id"] = json!("header-transform");
+            config["vm_config"]["vm_id"] = json!("header-transform");
+            config["vm_config"]["code"]["local"]["filename"] = json!("target/wasm32-wasip1/release/header_transform.wasm");
+            config["configuration"]["value"] = json!(
+                r#"{"request":[{"operations":[{"set":{"header":"x-claims","value":"${attr.jwt_auth_claims:-none}"}}]}]}"#
+            );
+            filters.insert(1, transform);
+        })
+        .start();
+    let resp = get_with_token(
+        &envoy,
+        "/api/x",
+        &demo_token("carol", json!({"plan": "free"})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let claims: Value =
+        serde_json::from_str(&echo.last_request().unwrap().header("x-claims").unwrap()).unwrap();
+    assert_eq!(claims["demo"]["sub"], "carol");
+    assert_eq!(claims["demo"]["plan"], "free");
+    envoy.get("/elsewhere");
+    assert_eq!(
+        echo.last_request().unwrap().header("x-claims").as_deref(),
+        Some("none")
+    );
+}
+
+#[test]
+fn verified_tokens_are_cached() {
+    let (envoy, _echo) = start_shipped();
+    let token = demo_token("cache", json!({}));
+    for _ in 0..5 {
+        assert_eq!(get_with_token(&envoy, "/api/x", &token).status, 200);
+    }
+    // One worker connection: one verification, then hits (the client reuses its connection).
+    let hits = metric(&envoy, "cache.hits");
+    let misses = metric(&envoy, "cache.misses");
+    assert_eq!(hits + misses, 5);
+    assert!(misses <= 2 && hits >= 3, "hits {hits} misses {misses}");
+}
+
+/// jwt-auth with the "idp" provider pointing at a real OpenID provider.
+fn start_with_idp(idp: &Idp, concurrency: u32) -> (Envoy, EchoUpstream) {
+    let echo = EchoUpstream::start("echo");
+    let config = json!({
+        "providers": [{
+            "name": "idp", "issuer": idp.issuer(), "audiences": ["api://default"],
+            "jwks": {"remote": {"cluster": "idp", "path": idp.jwks_path(), "timeout_ms": 1000,
+                                 "cache_duration_s": 2, "refetch_cooldown_s": 1,
+                                 "retry_initial_ms": 200, "retry_max_ms": 1000}},
+            "claims_to_headers": [{"claim": "client_id", "header": "x-client"}, {"claim": "plan", "header": "x-plan"}]
+        }],
+        "rules": [{"match": {}, "requires": {"provider": "idp"}}]
+    });
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18100, idp.port())
+        .plugin_config(&config.to_string())
+        .concurrency(concurrency)
+        .start();
+    (envoy, echo)
+}
+
+#[test]
+fn real_idp_token_passes_and_one_fetch_serves_all_workers() {
+    let idp = Idp::start();
+    let (envoy, echo) = start_with_idp(&idp, 4);
+    let token = idp.token("svc-a", "svc-a-secret");
+    let resp = get_with_token(&envoy, "/orders", &token);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = echo.last_request().unwrap();
+    assert_eq!(got.header("x-client").as_deref(), Some("svc-a"));
+    assert_eq!(got.header("x-plan").as_deref(), Some("pro"));
+    // Requests on several connections land on several workers.
+    for _ in 0..8 {
+        let client = pwf_tests::HttpClient::new(envoy.port());
+        assert_eq!(
+            client
+                .req("GET", "/o")
+                .header("authorization", bearer(&token))
+                .send()
+                .status,
+            200
+        );
+    }
+    let fetches = idp.stats()["jwks_fetches"].as_u64().unwrap();
+    assert_eq!(fetches, 1, "one JWKS fetch for 4 workers");
+    assert_eq!(metric(&envoy, "jwks_fetch.ok"), 1);
+}
+
+#[test]
+fn key_rotation_is_picked_up_and_removed_keys_stop_verifying() {
+    let idp = Idp::start();
+    let (envoy, _echo) = start_with_idp(&idp, 2);
+    let old_token = idp.token("svc-a", "svc-a-secret");
+    assert_eq!(get_with_token(&envoy, "/a", &old_token).status, 200);
+    idp.rotate();
+    let new_token = idp.token("svc-a", "svc-a-secret");
+    assert_ne!(
+        pwf_tests::jwt_parts(&new_token).0["kid"],
+        pwf_tests::jwt_parts(&old_token).0["kid"]
+    );
+    // Unknown kid: the request is held while the JWKS is refetched, then passes.
+    let resp = get_with_token(&envoy, "/b", &new_token);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(metric(&envoy, "held") >= 1);
+    idp.remove_old_keys();
+    // After the next refresh (cache_duration_s 2) the old key is gone.
+    let denied = pwf_tests::wait_until(Duration::from_secs(10), || {
+        get_with_token(&envoy, "/c", &old_token).status == 401
+    });
+    assert!(denied, "old tokens must fail once their key is removed");
+    assert_denied(
+        &get_with_token(&envoy, "/c", &old_token),
+        401,
+        "unknown_kid",
+    );
+    assert_eq!(get_with_token(&envoy, "/d", &new_token).status, 200);
+}
+
+#[test]
+fn jwks_outage_keeps_the_last_good_keys_and_garbage_is_rejected() {
+    let idp = Idp::start();
+    let (envoy, _echo) = start_with_idp(&idp, 2);
+    let token = idp.token("svc-a", "svc-a-secret");
+    assert_eq!(get_with_token(&envoy, "/a", &token).status, 200);
+    for mode in ["down", "garbage", "huge", "wrong-types"] {
+        idp.set_jwks_mode(mode);
+        let failed_before = metric(&envoy, "jwks_fetch.failed");
+        // Refreshes happen every ~1.8 s and fail; the last good keys keep serving.
+        assert!(
+            pwf_tests::wait_until(Duration::from_secs(10), || metric(
+                &envoy,
+                "jwks_fetch.failed"
+            ) > failed_before),
+            "mode {mode}: a refresh must fail"
+        );
+        let client = pwf_tests::HttpClient::new(envoy.port());
+        let resp = client
+            .req("GET", "/b")
+            .header("authorization", bearer(&token))
+            .send();
+        assert_eq!(resp.status, 200, "mode {mode}: {}", resp.text());
+    }
+    idp.set_jwks_mode("ok");
+    let ok_before = metric(&envoy, "jwks_fetch.ok");
+    assert!(pwf_tests::wait_until(Duration::from_secs(10), || metric(
+        &envoy,
+        "jwks_fetch.ok"
+    )
+        > ok_before));
+    assert!(envoy.log().contains("JWKS fetch failed"));
+}
+
+#[test]
+fn jwks_never_available_fails_closed_or_open_as_configured() {
+    let idp = Idp::start();
+    idp.set_jwks_mode("down");
+    let (envoy, echo) = start_with_idp(&idp, 1);
+    let token = idp.token("svc-a", "svc-a-secret");
+    assert_denied(
+        &get_with_token(&envoy, "/a", &token),
+        401,
+        "jwks_unavailable",
+    );
+    assert_eq!(echo.request_count(), 0);
+    drop(envoy);
+
+    let echo = EchoUpstream::start("echo");
+    let config = json!({
+        "providers": [{"name": "idp", "issuer": idp.issuer(), "on_jwks_unavailable": "allow",
+                       "jwks": {"remote": {"cluster": "idp", "path": idp.jwks_path(), "timeout_ms": 500}}}],
+        "rules": [{"match": {}, "requires": {"provider": "idp"}}]
+    });
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18100, idp.port())
+        .plugin_config(&config.to_string())
+        .start();
+    assert_eq!(
+        get_with_token(&envoy, "/a", &token).status,
+        200,
+        "fail open"
+    );
+    assert_eq!(echo.request_count(), 1);
+}
+
+#[test]
+fn bad_configs_fail_envoy_validation_naming_the_field() {
+    let cases = [
+        (
+            r#"{"providers":[],"bogus":1}"#,
+            "bogus: unknown field `bogus`",
+        ),
+        (
+            r#"{"providers":[{"name":"a","issuer":"x","jwks":{"remote":{"cluster":"","path":"/j"}}}]}"#,
+            "providers[0].jwks.remote.cluster",
+        ),
+        (
+            r#"{"providers":[{"name":"a","issuer":"x","jwks":{"inline":{"keys":[]}}}]}"#,
+            "providers[0].jwks.inline: JWKS has no usable signature key",
+        ),
+        (
+            r#"{"providers":[{"name":"a","issuer":"x","secret":{"inline":"0123456789abcdef0123456789abcdef"},"algorithms":["HS256"]}],"rules":[{"match":{},"requires":{"provider":"b"}}]}"#,
+            "rules[0].requires.provider",
+        ),
+        (
+            r#"{"providers":[{"name":"a","issuer":"x","jwks":{"remote":{"cluster":"c","path":"/j"}},"algorithms":["HS256"]}]}"#,
+            "providers[0].algorithms",
+        ),
+    ];
+    for (config, expected) in cases {
+        let result = Envoy::builder(CONFIG).plugin_config(config).validate();
+        assert!(!result.ok, "{config}");
+        assert!(
+            result.output.contains("jwt_auth: invalid configuration: ")
+                && result.output.contains(expected),
+            "{expected}:\n{}",
+            result.output
+        );
+    }
+}
