@@ -20,13 +20,22 @@ fn walkthrough_shows_each_filter_at_work() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
+        "-> 401 from Envoy: {\"error\":\"missing\"",
+        "response header www-authenticate: Bearer realm=",
+        "upstream header x-jwt-sub: \"alice\"",
+        "upstream header x-jwt-plan: \"pro\"",
+        "upstream header authorization: (absent)",
+        "-> 401 from Envoy: {\"error\":\"invalid_signature\"",
+        "wasmcustom.jwt_auth.allowed: 1",
+        "wasmcustom.jwt_auth.denied.missing: 1",
         "-> 200 from upstream \"v2\"; upstream saw GET /v2/users?user_id=7&tenant=acme",
         "upstream header x-tenant: \"acme\"",
         "upstream header x-internal-debug: (absent)",
         "response header x-served-path: /v2/users",
         "-> 200 from upstream \"echo\"; upstream saw GET /catalog/items",
         "upstream header x-tenant: \"public\"",
-        "wasmcustom.header_transform.rules_applied: 5",
+        "wasmcustom.header_transform.rules_applied: 7",
+        "wasmcustom.jwt_auth.verify.native: 2",
     ] {
         assert!(
             stdout.contains(expected),

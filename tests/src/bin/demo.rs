@@ -15,53 +15,79 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const CONFIG: &str = "envoy-configs/header-transform.yaml";
+const CONFIG: &str = "envoy-configs/chain.yaml";
 
 /// One request of the walkthrough and what to show of it.
 struct Step {
-    title: &'static str,
+    title: String,
     method: &'static str,
     path: &'static str,
-    headers: &'static [(&'static str, &'static str)],
+    headers: Vec<(&'static str, String)>,
     /// Request headers to show as the upstream received them.
     upstream_headers: &'static [&'static str],
     /// Response headers to show as the client received them.
     response_headers: &'static [&'static str],
 }
 
-const STEPS: &[Step] = &[
-    Step {
-        title: "header-transform: legacy path rewritten to /v2/ and re-routed to the v2 upstream; \
-                query parameter renamed; internal headers stripped; annotations added",
-        method: "GET",
-        path: "/legacy/users?uid=7&tenant=acme",
-        headers: &[
-            ("x-internal-debug", "1"),
-            ("authorization", "Basic ZGVtbzpkZW1v"),
-        ],
-        upstream_headers: &[
-            "x-tenant",
-            "x-region",
-            "x-client-address",
-            "x-request-start",
-            "x-legacy-authorization",
-            "x-internal-debug",
-        ],
-        response_headers: &[
-            "strict-transport-security",
-            "x-content-type-options",
-            "x-served-path",
-        ],
-    },
-    Step {
-        title: "header-transform: other paths keep their route; x-tenant defaults to 'public'",
-        method: "GET",
-        path: "/catalog/items",
-        headers: &[],
-        upstream_headers: &["x-tenant", "x-region"],
-        response_headers: &["x-served-path", "x-powered-by"],
-    },
-];
+fn steps() -> Vec<Step> {
+    let token = pwf_tests::jwt::demo_token("alice", serde_json::json!({"plan": "pro"}));
+    let mut tampered = token.clone();
+    tampered.truncate(token.len() - 4);
+    tampered.push_str("AAAA");
+    vec![
+        Step {
+            title: "jwt-auth: /api/ needs a token; without one the client gets 401 and an RFC 6750 challenge".into(),
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![],
+            upstream_headers: &[],
+            response_headers: &["www-authenticate"],
+        },
+        Step {
+            title: "jwt-auth: a valid RS256 token (minted by `cargo run -q -p pwf-tests --bin mint-token -- alice plan=pro`) \
+                    passes; its claims reach the upstream and the token is stripped"
+                .into(),
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![("authorization", format!("Bearer {token}"))],
+            upstream_headers: &["x-jwt-sub", "x-jwt-plan", "authorization"],
+            response_headers: &[],
+        },
+        Step {
+            title: "jwt-auth: a tampered signature is rejected".into(),
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![("authorization", format!("Bearer {tampered}"))],
+            upstream_headers: &[],
+            response_headers: &["www-authenticate"],
+        },
+        Step {
+            title: "header-transform: legacy path rewritten to /v2/ and re-routed to the v2 upstream; \
+                    query parameter renamed; internal headers stripped; annotations added"
+                .into(),
+            method: "GET",
+            path: "/legacy/users?uid=7&tenant=acme",
+            headers: vec![("x-internal-debug", "1".into()), ("authorization", "Basic ZGVtbzpkZW1v".into())],
+            upstream_headers: &[
+                "x-tenant",
+                "x-region",
+                "x-client-address",
+                "x-request-start",
+                "x-legacy-authorization",
+                "x-internal-debug",
+            ],
+            response_headers: &["strict-transport-security", "x-content-type-options", "x-served-path"],
+        },
+        Step {
+            title: "header-transform: other paths keep their route; x-tenant defaults to 'public'".into(),
+            method: "GET",
+            path: "/catalog/items",
+            headers: vec![],
+            upstream_headers: &["x-tenant", "x-region"],
+            response_headers: &["x-served-path", "x-powered-by"],
+        },
+    ]
+}
 
 struct Options {
     once: bool,
@@ -100,7 +126,7 @@ fn curl_line(port: u16, step: &Step) -> String {
         "curl -si -X {} 'http://127.0.0.1:{port}{}'",
         step.method, step.path
     );
-    for (name, value) in step.headers {
+    for (name, value) in &step.headers {
         line.push_str(&format!(" -H '{name}: {value}'"));
     }
     line
@@ -110,13 +136,17 @@ fn show(port: u16, step: &Step, resp: &Response) {
     println!("\n== {}", step.title);
     println!("$ {}", curl_line(port, step));
     let body = resp.json();
-    println!(
-        "  -> {} from upstream {:?}; upstream saw {} {}",
-        resp.status,
-        body["upstream"].as_str().unwrap_or("?"),
-        body["method"].as_str().unwrap_or("?"),
-        body["path"].as_str().unwrap_or("?"),
-    );
+    if body["upstream"].is_null() {
+        println!("  -> {} from Envoy: {}", resp.status, resp.text());
+    } else {
+        println!(
+            "  -> {} from upstream {:?}; upstream saw {} {}",
+            resp.status,
+            body["upstream"].as_str().unwrap_or("?"),
+            body["method"].as_str().unwrap_or("?"),
+            body["path"].as_str().unwrap_or("?"),
+        );
+    }
     for name in step.upstream_headers {
         let value = &body["headers"][*name];
         let shown = if value.is_null() {
@@ -157,22 +187,22 @@ fn main() {
         v2.port()
     );
 
-    for step in STEPS {
+    for step in steps() {
         let mut req = envoy.req(step.method, step.path);
-        for (name, value) in step.headers {
+        for (name, value) in &step.headers {
             req = req.header(name, value);
         }
-        show(port, step, &req.send());
+        show(port, &step, &req.send());
     }
 
     println!(
-        "\nMetrics: curl -s http://127.0.0.1:{}/stats | grep wasmcustom",
+        "\nMetrics (non-zero): curl -s http://127.0.0.1:{}/stats | grep wasmcustom",
         envoy.admin_port()
     );
     for (name, value) in envoy
         .stats()
         .iter()
-        .filter(|(n, _)| n.starts_with("wasmcustom."))
+        .filter(|(n, v)| n.starts_with("wasmcustom.") && **v > 0)
         .collect::<std::collections::BTreeMap<_, _>>()
     {
         println!("  {name}: {value}");
