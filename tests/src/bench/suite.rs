@@ -1,0 +1,271 @@
+//! Suites: `bench/suites/<suite>.json`, and the checks that each variant
+//! does what the suite expects before it is measured.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pwf_tests::{repo_root, EchoUpstream, Envoy, ReceivedRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::measure::bench_envoy;
+
+/// Original port of the echo cluster added for `upstream_headers` checks.
+const ECHO_PORT: u16 = 18999;
+
+pub fn all_suites() -> Vec<String> {
+    let dir = repo_root().join("bench/suites");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `bench/suites/<name>.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Section heading in docs/benchmarks.md.
+    pub title: String,
+    /// Markdown paragraph under the heading.
+    pub description: String,
+    /// Variant that throughput and CPU are compared to (no filter at all).
+    #[serde(default = "default_baseline")]
+    pub baseline: String,
+    /// Variant that CPU is also compared to (the empty Wasm filter).
+    #[serde(default = "default_floor")]
+    pub floor: String,
+    /// Request path and headers (`name: value`, as for `wrk -H`) every
+    /// variant gets unless it sets its own.
+    #[serde(default = "default_path")]
+    pub path: String,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Checks for every variant that does not set its own `verify`.
+    #[serde(default)]
+    pub verify: Verify,
+    /// Markdown bullet points printed under the table.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    pub variants: Vec<Variant>,
+}
+
+pub fn default_baseline() -> String {
+    "no-filter".into()
+}
+pub fn default_floor() -> String {
+    "empty-wasm".into()
+}
+pub fn default_path() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    pub description: String,
+    /// Envoy config, relative to the repo root; rendered like the tests do.
+    pub config: String,
+    pub path: Option<String>,
+    pub headers: Option<Vec<String>>,
+    pub verify: Option<Verify>,
+}
+
+/// What one request must produce. A header maps to `null` (absent), a
+/// string (exactly one value) or an array (all values, in order).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// Response status (default 200).
+    pub status: Option<u16>,
+    /// Headers of the response to the bench request.
+    #[serde(default)]
+    pub response_headers: BTreeMap<String, Option<Values>>,
+    /// Request headers as they reach an upstream: checked with a copy of the
+    /// config whose `direct_response` routes go to an echo upstream instead.
+    #[serde(default)]
+    pub upstream_headers: BTreeMap<String, Option<Values>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Values {
+    One(String),
+    All(Vec<String>),
+}
+
+/// Reads suite `name` (a name in `bench/suites/` or a path to a `.json`
+/// file); returns the key of its docs section and the suite.
+pub fn load(name: &str) -> (String, Suite) {
+    let (path, key) = suite_file(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read suite {}: {e}", path.display()));
+    let suite = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("invalid suite {}: {e}", path.display()));
+    (key, suite)
+}
+
+/// The suite file and the key of its docs section.
+fn suite_file(name: &str) -> (PathBuf, String) {
+    let path = if name.ends_with(".json") {
+        PathBuf::from(name)
+    } else {
+        repo_root()
+            .join("bench/suites")
+            .join(format!("{name}.json"))
+    };
+    let key = path.file_stem().unwrap().to_string_lossy().into_owned();
+    (path, key)
+}
+
+pub fn request_of<'a>(suite: &'a Suite, v: &'a Variant) -> (&'a str, &'a [String]) {
+    (
+        v.path.as_deref().unwrap_or(&suite.path),
+        v.headers.as_deref().unwrap_or(&suite.headers),
+    )
+}
+
+pub fn split_header(h: &str) -> (&str, &str) {
+    let (n, v) = h
+        .split_once(':')
+        .unwrap_or_else(|| panic!("header {h:?} is not `name: value`"));
+    (n.trim(), v.trim())
+}
+
+/// Sends the bench request and checks the variant's expectations; panics
+/// with every mismatch.
+pub fn verify(suite: &Suite, v: &Variant, envoy: &Envoy) {
+    let expect = v.verify.as_ref().unwrap_or(&suite.verify);
+    let (path, headers) = request_of(suite, v);
+    let send = |envoy: &Envoy| {
+        let mut req = envoy.req("GET", path);
+        for h in headers {
+            let (n, val) = split_header(h);
+            req = req.header(n, val);
+        }
+        req.send()
+    };
+    let mut errors = Vec::new();
+    let mut check_response = |what: &str, envoy: &Envoy| {
+        let resp = send(envoy);
+        let status = expect.status.unwrap_or(200);
+        if resp.status != status {
+            errors.push(format!("{what}: status {} != {status}", resp.status));
+        }
+        for (name, want) in &expect.response_headers {
+            check(&mut errors, what, name, resp.header_all(name), want);
+        }
+    };
+    check_response("response", envoy);
+    if !expect.upstream_headers.is_empty() {
+        let echo = EchoUpstream::start("bench-verify");
+        let via_echo = bench_envoy(&v.config)
+            .upstream(ECHO_PORT, &echo)
+            .edit(route_to_echo)
+            .start();
+        check_response("response via echo upstream", &via_echo);
+        let got: ReceivedRequest = echo
+            .last_request()
+            .expect("the echo upstream got the request");
+        for (name, want) in &expect.upstream_headers {
+            let values: Vec<String> = got
+                .headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            check(&mut errors, "upstream request", name, values, want);
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "variant {} ({}) does not do what the suite expects:\n  {}",
+        v.name,
+        v.config,
+        errors.join("\n  ")
+    );
+}
+
+pub fn check<S: AsRef<str>>(
+    errors: &mut Vec<String>,
+    what: &str,
+    name: &str,
+    got: Vec<S>,
+    want: &Option<Values>,
+) {
+    let got: Vec<&str> = got.iter().map(AsRef::as_ref).collect();
+    let want: Vec<&str> = match want {
+        None => Vec::new(),
+        Some(Values::One(v)) => vec![v],
+        Some(Values::All(vs)) => vs.iter().map(String::as_str).collect(),
+    };
+    if got != want {
+        errors.push(format!("{what}: header {name}: got {got:?}, want {want:?}"));
+    }
+}
+
+/// Config edit: every `direct_response` route goes to an echo cluster.
+pub fn route_to_echo(config: &mut Value) {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                if map.remove("direct_response").is_some() {
+                    map.insert("route".into(), json!({ "cluster": "bench_echo" }));
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(config);
+    let address = json!({ "socket_address": { "address": "127.0.0.1", "port_value": ECHO_PORT } });
+    let cluster = json!({
+        "name": "bench_echo",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "bench_echo",
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address } }] }]
+        }
+    });
+    config["static_resources"]
+        .as_object_mut()
+        .expect("static_resources")
+        .entry("clusters")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .expect("clusters is a list")
+        .push(cluster);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_suite_parses_and_names_its_configs() {
+        for name in all_suites() {
+            let (_, suite) = load(&name);
+            for v in &suite.variants {
+                assert!(
+                    repo_root().join(&v.config).exists(),
+                    "{}: {}",
+                    name,
+                    v.config
+                );
+            }
+            for wanted in [&suite.baseline, &suite.floor] {
+                assert!(
+                    suite.variants.iter().any(|v| &v.name == wanted),
+                    "{name}: no variant {wanted}"
+                );
+            }
+        }
+    }
+}

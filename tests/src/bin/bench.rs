@@ -1,0 +1,178 @@
+//! `make bench`: throughput and Envoy CPU per request of filter variants in a
+//! real Envoy, driven by wrk. See `bench/README.md` for the method.
+//!
+//! Suites are data: `bench/suites/<suite>.json` lists the variants (an Envoy
+//! config each, in `bench/configs/`), the request wrk sends and what each
+//! variant must do to it (checked before anything is measured). Results are
+//! printed as a markdown table and written to that suite's section of
+//! `docs/benchmarks.md`.
+//!
+//! ```text
+//! bench [--suite NAME|FILE.json ...] [--runs N] [--duration SECS]
+//!       [--warmup SECS] [--connections N] [--no-docs]
+//! ```
+
+#[path = "../bench/measure.rs"]
+mod measure;
+#[path = "../bench/report.rs"]
+mod report;
+#[path = "../bench/suite.rs"]
+mod suite;
+
+use pwf_tests::Envoy;
+
+use measure::{
+    bench_envoy, cpu_ns, pin, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU, LOAD_CPU,
+};
+use report::{section, update_docs, Measured, DOCS};
+use suite::{all_suites, request_of, verify};
+
+const USAGE: &str = "usage: bench [--suite NAME|FILE.json ...] [--runs N] [--duration SECS] \
+[--warmup SECS] [--connections N] [--no-docs]
+  --suite        a suite in bench/suites/ (repeatable; default: all of them)
+  --runs         measured runs per variant, interleaved round-robin (default 5)
+  --duration     seconds per measured run (default 3)
+  --warmup       seconds of unmeasured load before each run (default 1)
+  --connections  wrk connections (default 64; wrk uses 1 thread)
+  --no-docs      print the table only, leave docs/benchmarks.md alone";
+
+#[derive(Debug)]
+struct Args {
+    suites: Vec<String>,
+    runs: usize,
+    duration: u64,
+    warmup: u64,
+    connections: u32,
+    docs: bool,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            suites: Vec::new(),
+            runs: 5,
+            duration: 3,
+            warmup: 1,
+            connections: 64,
+            docs: true,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .unwrap_or_else(|| fail(&format!("{flag} needs a value")))
+            };
+            let number = |v: String| -> u64 {
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| fail(&format!("{flag}: not a positive integer: {v}")))
+            };
+            match flag.as_str() {
+                "--suite" => args.suites.push(value()),
+                "--runs" => args.runs = number(value()) as usize,
+                "--duration" => args.duration = number(value()),
+                "--warmup" => args.warmup = value().parse().unwrap_or_else(|_| fail("--warmup")),
+                "--connections" => args.connections = number(value()) as u32,
+                "--no-docs" => args.docs = false,
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => fail(&format!("unknown argument {other}")),
+            }
+        }
+        if args.suites.is_empty() {
+            args.suites = all_suites();
+        }
+        args
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("bench: {msg}\n{USAGE}");
+    std::process::exit(2)
+}
+
+fn main() {
+    let args = Args::parse();
+    assert!(
+        which("wrk"),
+        "wrk not found on PATH: `apt-get install -y wrk` (make bench does this)"
+    );
+    assert!(which("taskset"), "taskset not found on PATH (util-linux)");
+    let env = Environment::probe();
+    // Keep this process (and the echo upstream) off Envoy's CPU.
+    pin(std::process::id(), LOAD_CPU);
+    for name in &args.suites {
+        run_suite(name, &args, &env);
+    }
+}
+
+fn run_suite(name: &str, args: &Args, env: &Environment) {
+    let (key, suite) = suite::load(name);
+    eprintln!("== suite {key}: {}", suite.title);
+
+    // All Envoys run for the whole suite; one at a time is under load.
+    let envoys: Vec<Envoy> = suite
+        .variants
+        .iter()
+        .map(|v| {
+            let envoy = bench_envoy(&v.config).start();
+            pin(envoy.pid(), ENVOY_CPU);
+            envoy
+        })
+        .collect();
+    for (v, envoy) in suite.variants.iter().zip(&envoys) {
+        verify(&suite, v, envoy);
+        eprintln!("verified {}", v.name);
+    }
+
+    let mut measured: Vec<Measured> = suite
+        .variants
+        .iter()
+        .zip(&envoys)
+        .map(|(v, e)| Measured {
+            variant: v,
+            wasm_bytes: wasm_bytes(e),
+            samples: Vec::new(),
+        })
+        .collect();
+    let n = measured.len();
+    for round in 0..args.runs {
+        for k in 0..n {
+            // rotate the order so no variant always follows the same one
+            let i = (k + round) % n;
+            let v = measured[i].variant;
+            let (path, headers) = request_of(&suite, v);
+            let envoy = &envoys[i];
+            if args.warmup > 0 {
+                wrk(envoy.port(), path, headers, args.warmup, args.connections);
+            }
+            let before = cpu_ns(envoy.pid());
+            let run = wrk(envoy.port(), path, headers, args.duration, args.connections);
+            let cpu = cpu_ns(envoy.pid()) - before;
+            let s = Sample {
+                rps: run.requests as f64 / run.seconds,
+                cpu_us_per_req: cpu as f64 / 1000.0 / run.requests as f64,
+            };
+            eprintln!(
+                "run {}/{} {:<24} {:>9.0} req/s {:>7.2} CPU-us/req",
+                round + 1,
+                args.runs,
+                v.name,
+                s.rps,
+                s.cpu_us_per_req
+            );
+            measured[i].samples.push(s);
+        }
+    }
+    drop(envoys);
+
+    let section = section(&key, &suite, &measured, args, env);
+    println!("{section}");
+    if args.docs {
+        update_docs(&key, &section);
+        eprintln!("updated {DOCS} (section {key})");
+    }
+}
