@@ -5,6 +5,7 @@
 #   make build   all filter .wasm modules (release), with their sizes
 #   make test    native unit tests, then integration tests in a real Envoy
 #   make demo    the filter chain in Envoy on 127.0.0.1:10000 with built-in upstreams; Ctrl-C stops it
+#   make bench   benchmark suites (Envoy pinned to one core, wrk on the other); writes docs/benchmarks.md
 #   make lint    rustfmt check, clippy (host and wasm32) with -D warnings
 #   make clean   cargo clean, .tmp/ and dist/ (keeps .venv)
 
@@ -77,8 +78,11 @@ lint: setup-rust
 demo: setup build
 	cargo run --release -q -p pwf-tests --bin demo
 
-bench:
-	@echo "make bench: not yet"
+# BENCH_ARGS, e.g. BENCH_ARGS="--suite header-transform --runs 7"; see bench/README.md.
+bench: setup
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	cargo build --release --target $(WASM_TARGET) -p header-transform -p jwt-auth -p empty-filter
+	cargo run -q -p pwf-tests --bin bench -- $(BENCH_ARGS)
 
 clean:
 	cargo clean
