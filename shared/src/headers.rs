@@ -5,14 +5,100 @@
 //! Envoy delivers them.
 
 /// Headers of one message, in host order. Repeated names keep one entry each.
+///
+/// The list remembers which names were changed and how, so the glue can
+/// write back only those ([`HeaderList::edits`]) instead of the whole map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderList {
     entries: Vec<(String, Vec<u8>)>,
+    changes: Vec<(String, Change)>,
+    /// False for a list that was not read from the host: it starts empty and
+    /// only records writes.
+    unread: bool,
+}
+
+/// How a name changed since the list was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Every value was replaced (or removed): the final values are the whole truth.
+    Replaced,
+    /// This many values were appended to whatever the host has.
+    Appended(usize),
+}
+
+/// One host call that brings the host's header map up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit<'a> {
+    Remove(&'a str),
+    /// Replace every value with this one.
+    Set(&'a str, &'a [u8]),
+    Add(&'a str, &'a [u8]),
 }
 
 impl HeaderList {
     pub fn new(entries: Vec<(String, Vec<u8>)>) -> Self {
-        Self { entries }
+        Self {
+            entries,
+            changes: Vec::new(),
+            unread: false,
+        }
+    }
+
+    /// A list standing for a header map that was not read (to save the host
+    /// call): reads see nothing, writes are recorded for [`edits`](Self::edits).
+    pub fn unread() -> Self {
+        Self {
+            unread: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the list holds the whole header map as the host sent it.
+    pub fn is_complete(&self) -> bool {
+        !self.unread
+    }
+
+    fn mark(&mut self, name: &str, change: Change) {
+        match self.changes.iter_mut().find(|(n, _)| n == name) {
+            Some((_, Change::Replaced)) => {}
+            Some((_, current)) => {
+                *current = match (*current, change) {
+                    (Change::Appended(a), Change::Appended(b)) => Change::Appended(a + b),
+                    _ => Change::Replaced,
+                }
+            }
+            None => self.changes.push((name.to_string(), change)),
+        }
+    }
+
+    /// Whether anything changed since the list was read.
+    pub fn is_changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The host calls that apply the changes, in order. Correct even when the
+    /// list was not read from the host (it started empty): appended values are
+    /// added, and only replaced names are set or removed.
+    pub fn edits(&self) -> Vec<Edit<'_>> {
+        let mut edits = Vec::new();
+        for (name, change) in &self.changes {
+            let mut values = self.get_all(name);
+            match change {
+                Change::Replaced => match values.next() {
+                    None => edits.push(Edit::Remove(name)),
+                    Some(first) => {
+                        edits.push(Edit::Set(name, first));
+                        edits.extend(values.map(|v| Edit::Add(name, v)));
+                    }
+                },
+                Change::Appended(n) => {
+                    let all: Vec<&[u8]> = values.collect();
+                    let skip = all.len().saturating_sub(*n);
+                    edits.extend(all.into_iter().skip(skip).map(|v| Edit::Add(name, v)));
+                }
+            }
+        }
+        edits
     }
 
     /// Convenience constructor for tests and examples.
@@ -62,6 +148,7 @@ impl HeaderList {
 
     /// Replaces every value of `name` with one value, keeping the position of the first.
     pub fn set(&mut self, name: &str, value: Vec<u8>) {
+        self.mark(name, Change::Replaced);
         match self.entries.iter().position(|(n, _)| n == name) {
             Some(first) => {
                 let mut i = 0;
@@ -79,34 +166,65 @@ impl HeaderList {
     }
 
     pub fn add(&mut self, name: &str, value: Vec<u8>) {
+        self.mark(name, Change::Appended(1));
         self.entries.push((name.to_string(), value));
     }
 
-    /// Mutable access to every value of `name`, in order.
-    pub fn values_mut<'a>(
-        &'a mut self,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a mut Vec<u8>> + 'a {
-        self.entries
-            .iter_mut()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v)
+    /// Replaces every value of `name` with `values` (in place where possible).
+    pub fn replace_all(&mut self, name: &str, values: Vec<Vec<u8>>) {
+        self.mark(name, Change::Replaced);
+        let mut values = values.into_iter();
+        let mut kept = Vec::with_capacity(self.entries.len());
+        for (n, v) in self.entries.drain(..) {
+            if n != name {
+                kept.push((n, v));
+            } else if let Some(new) = values.next() {
+                kept.push((n, new));
+            }
+        }
+        kept.extend(values.map(|v| (name.to_string(), v)));
+        self.entries = kept;
     }
 
-    /// Removes every value of `name`; returns how many were removed.
+    /// Removes every value of `name`; returns how many were removed. In an
+    /// [`unread`](Self::unread) list the removal is recorded even though
+    /// nothing was there, so it still happens on the host.
     pub fn remove(&mut self, name: &str) -> usize {
-        self.remove_where(|n| n == name)
+        let before = self.entries.len();
+        self.entries.retain(|(n, _)| n != name);
+        let removed = before - self.entries.len();
+        if removed > 0 || self.unread {
+            self.mark(name, Change::Replaced);
+        }
+        removed
     }
 
     /// Removes every header whose name satisfies `pred`; returns how many were removed.
     pub fn remove_where(&mut self, mut pred: impl FnMut(&str) -> bool) -> usize {
+        self.retain(|n, _| !pred(n))
+    }
+
+    /// Keeps only the entries for which `keep(name, value)` holds; returns
+    /// how many were removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|(n, _)| !pred(n));
+        let mut touched: Vec<String> = Vec::new();
+        self.entries.retain(|(n, v)| {
+            let kept = keep(n, v);
+            if !kept && !touched.contains(n) {
+                touched.push(n.clone());
+            }
+            kept
+        });
+        for name in &touched {
+            self.mark(name, Change::Replaced);
+        }
         before - self.entries.len()
     }
 
     /// Removes and returns every value of `name`, in order.
     pub fn take(&mut self, name: &str) -> Vec<Vec<u8>> {
+        self.mark(name, Change::Replaced);
         let mut taken = Vec::new();
         let mut kept = Vec::with_capacity(self.entries.len());
         for (n, v) in self.entries.drain(..) {
@@ -249,6 +367,86 @@ mod tests {
         assert!(!h.contains("x-a"));
         assert_eq!(h.remove_where(|n| n.starts_with("x-")), 1);
         assert_eq!(h.remove("nothing"), 0);
+    }
+
+    fn edits_of(h: &HeaderList) -> Vec<(String, String, String)> {
+        h.edits()
+            .into_iter()
+            .map(|e| match e {
+                Edit::Remove(n) => ("remove".into(), n.into(), String::new()),
+                Edit::Set(n, v) => ("set".into(), n.into(), String::from_utf8_lossy(v).into()),
+                Edit::Add(n, v) => ("add".into(), n.into(), String::from_utf8_lossy(v).into()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn edits_are_the_minimal_host_calls() {
+        let mut h = list();
+        assert!(!h.is_changed());
+        assert!(h.edits().is_empty());
+        h.set("x-b", b"9".to_vec());
+        h.add("x-new", b"n1".to_vec());
+        h.add("x-new", b"n2".to_vec());
+        h.add("x-a", b"5".to_vec());
+        h.remove("x-absent");
+        h.remove_where(|n| n == ":method" || n == "x-nothing");
+        assert_eq!(h.remove("x-absent-too"), 0);
+        h.replace_all("x-a", vec![b"r".to_vec()]);
+        let e = |a: &str, n: &str, v: &str| (a.to_string(), n.to_string(), v.to_string());
+        assert_eq!(
+            edits_of(&h),
+            vec![
+                e("set", "x-b", "9"),
+                e("add", "x-new", "n1"),
+                e("add", "x-new", "n2"),
+                e("set", "x-a", "r"),
+                e("remove", ":method", ""),
+            ]
+        );
+        assert!(h.is_changed());
+    }
+
+    #[test]
+    fn edits_of_a_list_not_read_from_the_host_only_touch_what_changed() {
+        let mut blind = HeaderList::unread();
+        assert!(!blind.is_complete());
+        blind.add("x-a", b"appended".to_vec());
+        blind.set("x-b", b"set".to_vec());
+        blind.remove("x-c");
+        blind.add("x-b", b"second".to_vec());
+        let e = |a: &str, n: &str, v: &str| (a.to_string(), n.to_string(), v.to_string());
+        assert_eq!(
+            edits_of(&blind),
+            vec![
+                e("add", "x-a", "appended"),
+                e("set", "x-b", "set"),
+                e("add", "x-b", "second"),
+                e("remove", "x-c", "")
+            ]
+        );
+    }
+
+    #[test]
+    fn retain_tracks_partial_removals() {
+        let mut h = list();
+        assert_eq!(h.retain(|n, v| n != "x-a" || v != b"3"), 1);
+        let e = |a: &str, n: &str, v: &str| (a.to_string(), n.to_string(), v.to_string());
+        assert_eq!(edits_of(&h), vec![e("set", "x-a", "1")]);
+    }
+
+    #[test]
+    fn replace_all_keeps_positions() {
+        let mut h = list();
+        h.replace_all("x-a", vec![b"p".to_vec(), b"q".to_vec(), b"r".to_vec()]);
+        let names: Vec<_> = h.entries().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [":method", ":path", ":authority", "x-a", "x-b", "x-a", "x-a"]
+        );
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec![b"p", b"q", b"r"]);
+        h.replace_all("x-a", vec![]);
+        assert!(!h.contains("x-a"));
     }
 
     #[test]

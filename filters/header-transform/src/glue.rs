@@ -1,5 +1,6 @@
-//! proxy-wasm glue: reads headers in one host call, runs the engine, and
-//! writes them back in one host call when something changed.
+//! proxy-wasm glue: reads the request headers in one host call, runs the
+//! engine, and writes back only what changed. Response headers are read only
+//! if a response rule needs them.
 
 use crate::config::Config;
 use crate::transform::{Engine, HostValues, Report, ResponsePlan};
@@ -137,8 +138,8 @@ impl HttpContext for Transform {
         self.plan = shared
             .engine
             .on_request(&mut headers, &mut LazyHost::default(), &mut report);
-        if report.changed {
-            host::replace_headers(HeaderMapType::HttpRequestHeaders, &headers);
+        if headers.is_changed() {
+            host::write_back(HeaderMapType::HttpRequestHeaders, &headers);
         }
         shared
             .metrics
@@ -151,7 +152,11 @@ impl HttpContext for Transform {
             return Action::Continue;
         }
         let shared = Rc::clone(&self.shared);
-        let mut headers = host::headers(HeaderMapType::HttpResponseHeaders);
+        let mut headers = if shared.engine.response_reads_headers() {
+            host::headers(HeaderMapType::HttpResponseHeaders)
+        } else {
+            HeaderList::unread()
+        };
         let mut report = Report::default();
         shared.engine.on_response(
             &self.plan,
@@ -159,8 +164,8 @@ impl HttpContext for Transform {
             &mut LazyHost::default(),
             &mut report,
         );
-        if report.changed {
-            host::replace_headers(HeaderMapType::HttpResponseHeaders, &headers);
+        if headers.is_changed() {
+            host::write_back(HeaderMapType::HttpResponseHeaders, &headers);
         }
         shared
             .metrics

@@ -71,7 +71,7 @@ fn set_add_set_if_absent() {
     );
     let mut h = request();
     let (report, _) = run_request(&e, &mut h);
-    assert!(report.changed);
+    assert!(h.is_changed());
     assert_eq!(report.applied, vec![0]);
     assert_eq!(get(&h, "x-user").as_deref(), Some("bob"));
     assert_eq!(
@@ -188,7 +188,7 @@ fn path_rewrite_keeps_the_query() {
     let e = req_ops(r#"{"rewrite_path":{"regex":"^/v1/(.*)$","replacement":"/api/v2/$1"}}"#);
     let mut h = request();
     let (report, _) = run_request(&e, &mut h);
-    assert!(report.changed);
+    assert!(h.is_changed());
     assert_eq!(
         get(&h, ":path").as_deref(),
         Some("/api/v2/users?id=42&debug=1&name=J%20Doe")
@@ -197,7 +197,7 @@ fn path_rewrite_keeps_the_query() {
     let mut h = request();
     let (report, _) = run_request(&e, &mut h);
     assert!(
-        !report.changed,
+        !h.is_changed(),
         "a rewrite that does not match changes nothing"
     );
 }
@@ -215,11 +215,15 @@ fn authority_can_be_set_through_host_alias() {
 fn crlf_and_nul_from_decoded_query_are_never_written() {
     let e = req_ops(r#"{"set":{"header":"x-echo","value":"v=${req.query.p}"}}"#);
     for payload in ["a%0d%0aX-Injected:%20yes", "a%0aB", "a%00b"] {
-        let mut h = request();
-        h.set(":path", format!("/x?p={payload}").into_bytes());
+        let path = format!("/x?p={payload}");
+        let mut h = HeaderList::from_pairs([
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", "a"),
+        ]);
         let (report, _) = run_request(&e, &mut h);
         assert!(!h.contains("x-echo"), "{payload} must not be written");
-        assert!(!report.changed);
+        assert!(!h.is_changed());
         assert_eq!(report.rejected.len(), 1);
         assert_eq!(report.rejected[0].target, "x-echo");
         assert_eq!(report.rejected[0].problem, ValueProblem::ControlCharacter);
@@ -305,6 +309,40 @@ fn response_rules_use_request_values_captured_at_request_time() {
     );
     assert!(!resp.contains("server"));
     assert!(!resp.contains("x-never"));
+}
+
+#[test]
+fn response_rules_that_only_write_do_not_need_the_response_headers() {
+    let writes_only = engine(
+        r#"{"response":[{"operations":[
+            {"set":{"header":"x-a","value":"${req.path}"}},
+            {"add":{"header":"x-b","value":"b"}},
+            {"remove":{"header":"server"}}]}]}"#,
+    );
+    assert!(!writes_only.response_reads_headers());
+    let (_, plan) = run_request(&writes_only, &mut request());
+    let mut blind = HeaderList::unread();
+    writes_only.on_response(&plan, &mut blind, &mut FakeHost, &mut Report::default());
+    let edits: Vec<String> = blind.edits().iter().map(|e| format!("{e:?}")).collect();
+    assert_eq!(
+        edits,
+        [
+            r#"Set("x-a", [47, 118, 49, 47, 117, 115, 101, 114, 115])"#,
+            r#"Add("x-b", [98])"#,
+            r#"Remove("server")"#
+        ]
+    );
+    for reader in [
+        r#"{"set_if_absent":{"header":"x","value":"1"}}"#,
+        r#"{"set":{"header":"x","value":"${resp.header.server}"}}"#,
+        r#"{"set":{"header":"x","value":"${resp.status}"}}"#,
+        r#"{"remove":{"header_prefix":"x-"}}"#,
+        r#"{"rename":{"header":"a","to":"b"}}"#,
+        r#"{"replace":{"header":"a","regex":"x","replacement":"y"}}"#,
+    ] {
+        let e = engine(&format!(r#"{{"response":[{{"operations":[{reader}]}}]}}"#));
+        assert!(e.response_reads_headers(), "{reader}");
+    }
 }
 
 #[test]

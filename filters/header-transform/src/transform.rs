@@ -66,14 +66,12 @@ pub struct Rejection {
     pub problem: ValueProblem,
 }
 
-/// What one phase did.
+/// What one phase did (the header list itself knows what changed).
 #[derive(Debug, Default)]
 pub struct Report {
     /// Indices of the rule sets that matched and ran.
     pub applied: Vec<usize>,
     pub rejected: Vec<Rejection>,
-    /// Whether the header list differs from what the host sent.
-    pub changed: bool,
 }
 
 /// What the response phase needs from the request phase.
@@ -91,6 +89,7 @@ pub struct Engine {
     response: Vec<RuleSet>,
     captures: Captures,
     limits: Limits,
+    response_reads_headers: bool,
 }
 
 /// Where template variables are read from.
@@ -106,12 +105,23 @@ impl Engine {
         captures: Captures,
         limits: Limits,
     ) -> Self {
+        let response_reads_headers = response
+            .iter()
+            .flat_map(|set| &set.ops)
+            .any(op_reads_headers);
         Self {
             request,
             response,
             captures,
             limits,
+            response_reads_headers,
         }
+    }
+
+    /// Whether response rules need the response headers. If not, the glue
+    /// skips reading them and applies the rules to [`HeaderList::unread`].
+    pub fn response_reads_headers(&self) -> bool {
+        self.response_reads_headers
     }
 
     pub fn request_sets(&self) -> &[RuleSet] {
@@ -208,7 +218,7 @@ impl Engine {
                     self.write(target, value, WriteMode::Set, headers, report);
                 }
             }
-            Op::Remove(selector) => remove(selector, headers, report),
+            Op::Remove(selector) => remove(selector, headers),
             Op::Rename(Target::Query(from), Target::Query(to)) => {
                 self.edit_query(headers, report, |q| {
                     q.rename(from, to);
@@ -227,7 +237,7 @@ impl Engine {
                     return;
                 }
                 if matches!(op, Op::Rename(..)) {
-                    remove(&selector_for(from), headers, report);
+                    remove(&selector_for(from), headers);
                 }
                 let mut mode = WriteMode::Set;
                 for value in values {
@@ -294,7 +304,6 @@ impl Engine {
                 } else {
                     headers.set(name, value);
                 }
-                report.changed = true;
             }
             Target::Query(name) => {
                 if value.len() > self.limits.max_value_bytes {
@@ -324,21 +333,28 @@ impl Engine {
             Target::Header(name) => {
                 let limit = self.limit_for(name);
                 let mut changed = false;
-                for value in headers.values_mut(name) {
-                    if let Cow::Owned(new) = regex.replace_all(value, replacement) {
-                        match value_problem(&new, limit) {
-                            Some(problem) => report.rejected.push(Rejection {
-                                target: name.clone(),
-                                problem,
-                            }),
-                            None => {
-                                *value = new;
-                                changed = true;
+                let values: Vec<Vec<u8>> = headers
+                    .get_all(name)
+                    .map(|value| match regex.replace_all(value, replacement) {
+                        Cow::Owned(new) => match value_problem(&new, limit) {
+                            Some(problem) => {
+                                report.rejected.push(Rejection {
+                                    target: name.clone(),
+                                    problem,
+                                });
+                                value.to_vec()
                             }
-                        }
-                    }
+                            None => {
+                                changed = true;
+                                new
+                            }
+                        },
+                        Cow::Borrowed(_) => value.to_vec(),
+                    })
+                    .collect();
+                if changed {
+                    headers.replace_all(name, values);
                 }
-                report.changed |= changed;
             }
             Target::Query(name) => {
                 let limit = self.limits.max_value_bytes;
@@ -404,15 +420,17 @@ fn selector_for(target: &Target) -> NameSelector {
     }
 }
 
-fn remove(selector: &NameSelector, headers: &mut HeaderList, report: &mut Report) {
+fn remove(selector: &NameSelector, headers: &mut HeaderList) {
     let is_pseudo = |n: &str| n.starts_with(':');
-    let removed = match selector {
-        NameSelector::Header(name) => headers.remove(name),
+    match selector {
+        NameSelector::Header(name) => {
+            headers.remove(name);
+        }
         NameSelector::HeaderPrefix(prefix) => {
-            headers.remove_where(|n| !is_pseudo(n) && n.starts_with(prefix.as_str()))
+            headers.remove_where(|n| !is_pseudo(n) && n.starts_with(prefix.as_str()));
         }
         NameSelector::HeaderRegex(re) => {
-            headers.remove_where(|n| !is_pseudo(n) && re.is_match(n.as_bytes()))
+            headers.remove_where(|n| !is_pseudo(n) && re.is_match(n.as_bytes()));
         }
         NameSelector::Query(_) | NameSelector::QueryPrefix(_) | NameSelector::QueryRegex(_) => {
             let full = headers.get(":path").unwrap_or_default();
@@ -428,11 +446,27 @@ fn remove(selector: &NameSelector, headers: &mut HeaderList, report: &mut Report
                 // Removing parameters only shortens the path, so no limit check is needed.
                 headers.set(":path", query.to_path(path));
             }
-            n
         }
+    }
+}
+
+/// Whether an operation reads the current headers (so it needs the real map).
+fn op_reads_headers(op: &Op) -> bool {
+    let template_reads = |t: &Template| {
+        t.parts().iter().any(|p| {
+            matches!(
+                p,
+                Part::Var {
+                    var: Var::ResponseHeader(_) | Var::ResponseStatus | Var::Request(_),
+                    ..
+                }
+            )
+        })
     };
-    if removed > 0 {
-        report.changed = true;
+    match op {
+        Op::Set(Target::Header(_), t) | Op::Add(Target::Header(_), t) => template_reads(t),
+        Op::Remove(NameSelector::Header(_)) => false,
+        _ => true,
     }
 }
 

@@ -109,7 +109,6 @@ struct RemoteKeys {
 struct Held {
     context_id: u32,
     headers: HeaderList,
-    changed: bool,
     deadline_ms: u64,
     /// (provider, key version when held, failures when held)
     waiting_on: Vec<(usize, Option<u64>, u32)>,
@@ -311,16 +310,10 @@ impl Worker {
     }
 
     /// Decides a request; `may_hold` allows pausing it for keys.
-    fn handle(
-        self: &Rc<Self>,
-        context_id: u32,
-        mut headers: HeaderList,
-        mut changed: bool,
-        may_hold: bool,
-    ) -> Action {
+    fn handle(self: &Rc<Self>, context_id: u32, mut headers: HeaderList, may_hold: bool) -> Action {
         let now = now_ms();
         if may_hold {
-            if let Some(held) = self.hold_for_initial_keys(context_id, &headers, changed, now) {
+            if let Some(held) = self.hold_for_initial_keys(context_id, &headers, now) {
                 return held;
             }
         }
@@ -335,7 +328,7 @@ impl Worker {
                 .filter(|&p| self.request_refetch(p, now))
                 .collect();
             if !refetch.is_empty() {
-                return self.hold(context_id, headers, changed, &refetch, now);
+                return self.hold(context_id, headers, &refetch, now);
             }
         }
         for (_, result) in &evaluation.checks {
@@ -356,7 +349,6 @@ impl Worker {
         match evaluation.decision {
             Decision::Allow { verified } => {
                 let report = outputs::apply(compiled, &verified, &mut headers);
-                changed |= report.changed;
                 for skipped in &report.skipped {
                     self.metrics.outputs_skipped.inc();
                     log::warn!(
@@ -375,8 +367,8 @@ impl Worker {
                         );
                     }
                 }
-                if changed {
-                    host::replace_headers(HeaderMapType::HttpRequestHeaders, &headers);
+                if headers.is_changed() {
+                    host::write_back(HeaderMapType::HttpRequestHeaders, &headers);
                 }
                 if evaluation.rule.is_some() {
                     self.metrics.allowed.inc();
@@ -412,7 +404,6 @@ impl Worker {
         self: &Rc<Self>,
         context_id: u32,
         headers: &HeaderList,
-        changed: bool,
         now: u64,
     ) -> Option<Action> {
         let waiting: Vec<usize> = self
@@ -426,8 +417,7 @@ impl Worker {
                         .is_some_and(|(_, status_key)| read_status(&status_key).failures == 0)
             })
             .collect();
-        (!waiting.is_empty())
-            .then(|| self.hold(context_id, headers.clone(), changed, &waiting, now))
+        (!waiting.is_empty()).then(|| self.hold(context_id, headers.clone(), &waiting, now))
     }
 
     /// Asks for an unknown-`kid` refetch across workers; false during the cooldown.
@@ -451,7 +441,6 @@ impl Worker {
         self: &Rc<Self>,
         context_id: u32,
         headers: HeaderList,
-        changed: bool,
         providers: &[usize],
         now: u64,
     ) -> Action {
@@ -472,7 +461,6 @@ impl Worker {
         self.held.borrow_mut().push(Held {
             context_id,
             headers,
-            changed,
             deadline_ms,
             waiting_on,
         });
@@ -508,7 +496,7 @@ impl Worker {
             if hostcalls::set_effective_context(h.context_id).is_err() {
                 continue;
             }
-            if self.handle(h.context_id, h.headers, h.changed, false) == Action::Continue {
+            if self.handle(h.context_id, h.headers, false) == Action::Continue {
                 let _ = hostcalls::resume_http_request();
             }
         }
@@ -668,8 +656,8 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let mut headers = host::headers(HeaderMapType::HttpRequestHeaders);
-        let changed = outputs::scrub(&self.worker.compiled, &mut headers);
-        self.worker.handle(self.context_id, headers, changed, true)
+        outputs::scrub(&self.worker.compiled, &mut headers);
+        self.worker.handle(self.context_id, headers, true)
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {

@@ -45,9 +45,9 @@ pub fn find(sources: &[TokenSource], headers: &HeaderList) -> Option<Found> {
 /// empty). Returns whether anything changed.
 pub fn strip(source: &TokenSource, headers: &mut HeaderList) -> bool {
     match source {
-        TokenSource::Header { name, prefix } => retain(headers, |n, v| {
-            n != name || header_token(v, prefix).is_none()
-        }),
+        TokenSource::Header { name, prefix } => {
+            headers.retain(|n, v| n != name || header_token(v, prefix).is_none()) > 0
+        }
         TokenSource::Query(name) => {
             let Some(full) = headers.get(":path") else {
                 return false;
@@ -79,34 +79,28 @@ pub fn strip(source: &TokenSource, headers: &mut HeaderList) -> bool {
         }
         TokenSource::Cookie(name) => {
             let mut changed = false;
-            for value in headers.values_mut("cookie") {
-                let crumbs: Vec<&[u8]> = value.split(|&b| b == b';').map(trim).collect();
-                let kept: Vec<&[u8]> = crumbs
-                    .iter()
-                    .copied()
-                    .filter(|c| !c.is_empty() && split_pair(c).0 != name.as_bytes())
-                    .collect();
-                if kept.len() != crumbs.iter().filter(|c| !c.is_empty()).count() {
-                    *value = kept.join(b"; ".as_slice());
-                    changed = true;
-                }
-            }
+            let values: Vec<Vec<u8>> = headers
+                .get_all("cookie")
+                .filter_map(|value| {
+                    let crumbs: Vec<&[u8]> = value.split(|&b| b == b';').map(trim).collect();
+                    let kept: Vec<&[u8]> = crumbs
+                        .iter()
+                        .copied()
+                        .filter(|c| !c.is_empty() && split_pair(c).0 != name.as_bytes())
+                        .collect();
+                    if kept.len() != crumbs.iter().filter(|c| !c.is_empty()).count() {
+                        changed = true;
+                    }
+                    // An emptied cookie header is dropped.
+                    (!kept.is_empty()).then(|| kept.join(b"; ".as_slice()))
+                })
+                .collect();
             if changed {
-                retain(headers, |n, v| n != "cookie" || !v.is_empty());
+                headers.replace_all("cookie", values);
             }
             changed
         }
     }
-}
-
-/// Keeps the entries for which `keep` holds; returns whether any was removed.
-fn retain(headers: &mut HeaderList, mut keep: impl FnMut(&str, &[u8]) -> bool) -> bool {
-    let entries = std::mem::take(headers).into_entries();
-    let before = entries.len();
-    let kept: Vec<_> = entries.into_iter().filter(|(n, v)| keep(n, v)).collect();
-    let changed = kept.len() != before;
-    *headers = HeaderList::new(kept);
-    changed
 }
 
 fn header_token<'a>(value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
