@@ -670,3 +670,28 @@ fn bad_configs_fail_envoy_validation_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn metric_dimensions_become_prometheus_tags_with_stats_tags() {
+    // The documented recipe: Envoy's tag extraction turns `jwt_auth.denied.<reason>` into a tag.
+    let echo = EchoUpstream::start("echo");
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .edit(|c| {
+            c["stats_config"] = json!({"stats_tags": [
+                {"tag_name": "reason", "regex": "^wasmcustom\\.jwt_auth\\.denied(\\.(\\w+))$"}
+            ]});
+        })
+        .start();
+    assert_eq!(envoy.get("/api/x").status, 401);
+    let prometheus = envoy.admin_get("/stats/prometheus").text();
+    assert!(
+        prometheus.contains("jwt_auth_denied{reason=\"missing\"} 1"),
+        "{}",
+        prometheus
+            .lines()
+            .filter(|l| l.contains("jwt_auth_denied"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
