@@ -5,6 +5,8 @@ use std::process::Command;
 
 use pwf_tests::{Envoy, EnvoyBuilder};
 
+use crate::suite::Request;
+
 /// Envoy (all threads) runs on this CPU; wrk and the bench process on the other.
 pub const ENVOY_CPU: u32 = 0;
 pub const LOAD_CPU: u32 = 1;
@@ -69,16 +71,27 @@ pub struct WrkRun {
 }
 
 /// One wrk run (1 thread, pinned to LOAD_CPU); panics on any error response
-/// or socket error.
-pub fn wrk(port: u16, path: &str, headers: &[String], secs: u64, connections: u32) -> WrkRun {
+/// or socket error. A single token is one more `-H` header; a pool of them
+/// is rotated by its generated Lua script.
+pub fn wrk(port: u16, request: &Request, secs: u64, connections: u32) -> WrkRun {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", &LOAD_CPU.to_string(), "wrk", "-t1"])
         .arg(format!("-c{connections}"))
         .arg(format!("-d{secs}s"));
-    for h in headers {
-        cmd.args(["-H", h]);
+    match request.tokens.as_ref().and_then(|p| p.script.as_ref()) {
+        Some(script) => {
+            cmd.arg("-s").arg(script);
+            for h in &request.headers {
+                cmd.args(["-H", h]);
+            }
+        }
+        None => {
+            for h in request.first_headers() {
+                cmd.args(["-H", &h]);
+            }
+        }
     }
-    cmd.arg(format!("http://127.0.0.1:{port}{path}"));
+    cmd.arg(format!("http://127.0.0.1:{port}{}", request.path));
     let out = cmd.output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

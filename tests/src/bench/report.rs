@@ -76,6 +76,7 @@ pub fn section(
         );
     }
     s += "\n";
+    s += &comparisons(suite, measured);
     for note in &suite.notes {
         s += &format!("- {note}\n");
     }
@@ -106,6 +107,56 @@ pub fn section(
         end = end_marker(key),
     );
     s
+}
+
+/// The table of the suite's `comparisons` (empty without any): per-round
+/// ratios of one variant to another, their median and range, and the goal.
+pub fn comparisons(suite: &Suite, measured: &[Measured]) -> String {
+    if suite.comparisons.is_empty() {
+        return String::new();
+    }
+    let find = |name: &str| {
+        measured
+            .iter()
+            .find(|m| m.variant.name == name)
+            .unwrap_or_else(|| panic!("comparison names no variant {name}"))
+    };
+    let mut s = String::from(
+        "| comparison | what | req/s ratio (min–max) | CPU µs/req ratio (min–max) | goal | |\n\
+         |---|---|--:|--:|--:|---|\n",
+    );
+    for c in &suite.comparisons {
+        let (a, b) = (find(&c.variant), find(&c.against));
+        let ratios = |f: fn(&Sample) -> f64| -> Vec<f64> {
+            a.samples
+                .iter()
+                .zip(&b.samples)
+                .map(|(x, y)| f(x) / f(y))
+                .collect()
+        };
+        let summary = |rs: &[f64]| {
+            let lo = rs.iter().copied().fold(f64::MAX, f64::min);
+            let hi = rs.iter().copied().fold(f64::MIN, f64::max);
+            format!("{:.2}× ({lo:.2}–{hi:.2})", median(rs.to_vec()))
+        };
+        let rps_ratios = ratios(rps);
+        let (goal, verdict) = match c.min_rps_ratio {
+            Some(min) if median(rps_ratios.clone()) >= min => {
+                (format!("req/s ≥ {min:.2}×"), "**met**")
+            }
+            Some(min) => (format!("req/s ≥ {min:.2}×"), "**missed**"),
+            None => ("–".to_owned(), "reported"),
+        };
+        s += &format!(
+            "| `{}` vs `{}` | {} | {} | {} | {goal} | {verdict} |\n",
+            c.variant,
+            c.against,
+            c.what,
+            summary(&rps_ratios),
+            summary(&ratios(cpu)),
+        );
+    }
+    s + "\n"
 }
 
 pub fn begin_marker(key: &str) -> String {

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use pwf_tests::{repo_root, EchoUpstream, Envoy, ReceivedRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::measure::bench_envoy;
+use crate::tokens::{Pool, Pools, Tokens};
 
 /// Original port of the echo cluster added for `upstream_headers` checks.
 const ECHO_PORT: u16 = 18999;
@@ -45,13 +47,32 @@ pub struct Suite {
     pub path: String,
     #[serde(default)]
     pub headers: Vec<String>,
+    /// Bearer tokens the request carries, for every variant that does not
+    /// set its own.
+    pub tokens: Option<Tokens>,
     /// Checks for every variant that does not set its own `verify`.
     #[serde(default)]
     pub verify: Verify,
-    /// Markdown bullet points printed under the table.
+    /// Pairs of variants compared directly, in a table under the main one.
+    #[serde(default)]
+    pub comparisons: Vec<Comparison>,
+    /// Markdown bullet points printed under the tables.
     #[serde(default)]
     pub notes: Vec<String>,
     pub variants: Vec<Variant>,
+}
+
+/// `variant` against `against`: medians of the per-round ratios of req/s
+/// and CPU per request, and whether the req/s ratio reaches `min_rps_ratio`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    pub variant: String,
+    pub against: String,
+    /// What the pair shows (markdown).
+    pub what: String,
+    /// Goal: `variant`'s req/s at least this multiple of `against`'s.
+    pub min_rps_ratio: Option<f64>,
 }
 
 pub fn default_baseline() -> String {
@@ -73,6 +94,7 @@ pub struct Variant {
     pub config: String,
     pub path: Option<String>,
     pub headers: Option<Vec<String>>,
+    pub tokens: Option<Tokens>,
     pub verify: Option<Verify>,
 }
 
@@ -90,6 +112,10 @@ pub struct Verify {
     /// config whose `direct_response` routes go to an echo upstream instead.
     #[serde(default)]
     pub upstream_headers: BTreeMap<String, Option<Values>>,
+    /// With `tokens`: the bench request without its token header must get
+    /// this status (e.g. 401), so a filter that lets everything through
+    /// cannot pass the checks.
+    pub unauthenticated_status: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,11 +149,34 @@ fn suite_file(name: &str) -> (PathBuf, String) {
     (path, key)
 }
 
-pub fn request_of<'a>(suite: &'a Suite, v: &'a Variant) -> (&'a str, &'a [String]) {
-    (
-        v.path.as_deref().unwrap_or(&suite.path),
-        v.headers.as_deref().unwrap_or(&suite.headers),
-    )
+/// The request a variant gets.
+pub struct Request {
+    pub path: String,
+    /// Headers of every request (`name: value`), without any token.
+    pub headers: Vec<String>,
+    /// The bearer tokens, if any.
+    pub tokens: Option<Rc<Pool>>,
+}
+
+impl Request {
+    /// The headers of the first request: `headers` and the first token.
+    pub fn first_headers(&self) -> Vec<String> {
+        let mut all = self.headers.clone();
+        all.extend(self.tokens.as_ref().map(|p| p.first_header()));
+        all
+    }
+}
+
+pub fn request_of(suite: &Suite, v: &Variant, pools: &mut Pools) -> Request {
+    Request {
+        path: v.path.clone().unwrap_or_else(|| suite.path.clone()),
+        headers: v.headers.clone().unwrap_or_else(|| suite.headers.clone()),
+        tokens: v
+            .tokens
+            .as_ref()
+            .or(suite.tokens.as_ref())
+            .map(|t| pools.get(t)),
+    }
 }
 
 pub fn split_header(h: &str) -> (&str, &str) {
@@ -139,18 +188,37 @@ pub fn split_header(h: &str) -> (&str, &str) {
 
 /// Sends the bench request and checks the variant's expectations; panics
 /// with every mismatch.
-pub fn verify(suite: &Suite, v: &Variant, envoy: &Envoy) {
+pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy) {
     let expect = v.verify.as_ref().unwrap_or(&suite.verify);
-    let (path, headers) = request_of(suite, v);
-    let send = |envoy: &Envoy| {
-        let mut req = envoy.req("GET", path);
+    let send_with = |envoy: &Envoy, headers: &[String]| {
+        let mut req = envoy.req("GET", &request.path);
         for h in headers {
             let (n, val) = split_header(h);
             req = req.header(n, val);
         }
         req.send()
     };
+    let first = request.first_headers();
+    let send = |envoy: &Envoy| send_with(envoy, &first);
     let mut errors = Vec::new();
+    if let Some(pool) = &request.tokens {
+        // The last token of the pool must pass too (same status).
+        let mut last = request.headers.clone();
+        last.push(pool.last_header());
+        let (want, got) = (expect.status.unwrap_or(200), send_with(envoy, &last).status);
+        if got != want {
+            errors.push(format!("last token of the pool: status {got} != {want}"));
+        }
+    }
+    if let Some(want) = expect.unauthenticated_status {
+        if request.tokens.is_none() {
+            errors.push("unauthenticated_status needs `tokens`".into());
+        }
+        let got = send_with(envoy, &request.headers).status;
+        if got != want {
+            errors.push(format!("request without a token: status {got} != {want}"));
+        }
+    }
     let mut check_response = |what: &str, envoy: &Envoy| {
         let resp = send(envoy);
         let status = expect.status.unwrap_or(200);
@@ -259,6 +327,25 @@ mod tests {
                     name,
                     v.config
                 );
+                let tokens = v.tokens.as_ref().or(suite.tokens.as_ref());
+                if let Some(t) = tokens {
+                    t.check()
+                        .unwrap_or_else(|e| panic!("{name}: {}: tokens: {e}", v.name));
+                }
+                let verify = v.verify.as_ref().unwrap_or(&suite.verify);
+                assert!(
+                    verify.unauthenticated_status.is_none() || tokens.is_some(),
+                    "{name}: {}: unauthenticated_status without tokens",
+                    v.name
+                );
+            }
+            for c in &suite.comparisons {
+                for wanted in [&c.variant, &c.against] {
+                    assert!(
+                        suite.variants.iter().any(|v| &v.name == wanted),
+                        "{name}: comparison names no variant {wanted}"
+                    );
+                }
             }
             for wanted in [&suite.baseline, &suite.floor] {
                 assert!(

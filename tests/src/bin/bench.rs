@@ -18,6 +18,8 @@ mod measure;
 mod report;
 #[path = "../bench/suite.rs"]
 mod suite;
+#[path = "../bench/tokens.rs"]
+mod tokens;
 
 use pwf_tests::Envoy;
 
@@ -25,7 +27,8 @@ use measure::{
     bench_envoy, cpu_ns, pin, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU, LOAD_CPU,
 };
 use report::{section, update_docs, Measured, DOCS};
-use suite::{all_suites, request_of, verify};
+use suite::{all_suites, request_of, verify, Request};
+use tokens::Pools;
 
 const USAGE: &str = "usage: bench [--suite NAME|FILE.json ...] [--runs N] [--duration SECS] \
 [--warmup SECS] [--connections N] [--no-docs]
@@ -113,6 +116,14 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
     let (key, suite) = suite::load(name);
     eprintln!("== suite {key}: {}", suite.title);
 
+    // Tokens are minted (and wrk scripts written) before any Envoy runs.
+    let mut pools = Pools::new();
+    let requests: Vec<Request> = suite
+        .variants
+        .iter()
+        .map(|v| request_of(&suite, v, &mut pools))
+        .collect();
+
     // All Envoys run for the whole suite; one at a time is under load.
     let envoys: Vec<Envoy> = suite
         .variants
@@ -123,8 +134,8 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
             envoy
         })
         .collect();
-    for (v, envoy) in suite.variants.iter().zip(&envoys) {
-        verify(&suite, v, envoy);
+    for ((v, request), envoy) in suite.variants.iter().zip(&requests).zip(&envoys) {
+        verify(&suite, v, request, envoy);
         eprintln!("verified {}", v.name);
     }
 
@@ -144,13 +155,13 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
             // rotate the order so no variant always follows the same one
             let i = (k + round) % n;
             let v = measured[i].variant;
-            let (path, headers) = request_of(&suite, v);
+            let request = &requests[i];
             let envoy = &envoys[i];
             if args.warmup > 0 {
-                wrk(envoy.port(), path, headers, args.warmup, args.connections);
+                wrk(envoy.port(), request, args.warmup, args.connections);
             }
             let before = cpu_ns(envoy.pid());
-            let run = wrk(envoy.port(), path, headers, args.duration, args.connections);
+            let run = wrk(envoy.port(), request, args.duration, args.connections);
             let cpu = cpu_ns(envoy.pid()) - before;
             let s = Sample {
                 rps: run.requests as f64 / run.seconds,
