@@ -132,6 +132,14 @@ fn now_ms() -> u64 {
 }
 
 impl Worker {
+    fn max_jwks_bytes(&self, provider: usize) -> usize {
+        self.compiled
+            .providers
+            .get(provider)
+            .and_then(|p| p.remote())
+            .map_or(0, |rj| rj.max_bytes)
+    }
+
     fn keys_of(&self, provider: usize) -> Option<Rc<KeySet>> {
         self.remote
             .borrow()
@@ -159,12 +167,7 @@ impl Worker {
         if r.version == Some(fetched_at) {
             return;
         }
-        let max_bytes = self
-            .compiled
-            .providers
-            .get(r.provider)
-            .and_then(|p| p.remote())
-            .map_or(0, |rj| rj.max_bytes);
+        let max_bytes = self.max_jwks_bytes(r.provider);
         match jwks::parse(body, max_bytes) {
             Ok(keys) => {
                 log::info!(
@@ -257,12 +260,7 @@ impl Worker {
         self.metrics
             .jwks_fetch_ms
             .record(now.saturating_sub(started));
-        let max_bytes = self
-            .compiled
-            .providers
-            .get(r.provider)
-            .and_then(|p| p.remote())
-            .map_or(0, |rj| rj.max_bytes);
+        let max_bytes = self.max_jwks_bytes(r.provider);
         match status {
             Some(200) => {}
             Some(code) => return self.fetch_failed(r, now, &format!("HTTP status {code}")),
