@@ -102,7 +102,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<T, Config
 /// keep the position for syntax errors where there is no path.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
-        Some(pos) if msg.starts_with("unknown field") || msg.starts_with("invalid") => {
+        Some(pos)
+            if [
+                "unknown field",
+                "unknown variant",
+                "missing field",
+                "duplicate field",
+                "invalid",
+            ]
+            .iter()
+            .any(|kind| msg.starts_with(kind)) =>
+        {
             msg.get(..pos).unwrap_or(msg).to_string()
         }
         _ => msg.to_string(),
@@ -139,6 +149,12 @@ mod tests {
             err.reason
         );
         assert_eq!(err.to_string(), format!("rules[1].nmae: {}", err.reason));
+    }
+
+    #[test]
+    fn missing_field_names_the_object_without_a_position() {
+        let err = parse_json::<Outer>(Some(br#"{"rules":[{}]}"#)).unwrap_err();
+        assert_eq!(err.to_string(), "rules[0]: missing field `name`");
     }
 
     #[test]

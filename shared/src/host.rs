@@ -22,6 +22,17 @@ pub fn headers(map: MapType) -> HeaderList {
     }
 }
 
+/// One header's value (the first, if repeated); `None` if absent or unreadable.
+pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+    match hostcalls::get_map_value_bytes(map, name) {
+        Ok(value) => value,
+        Err(status) => {
+            log::warn!("cannot read header {name} of {map:?}: {status:?}");
+            None
+        }
+    }
+}
+
 /// Replaces a whole header map in one host call.
 pub fn replace_headers(map: MapType, headers: &HeaderList) {
     let pairs: Vec<(&str, &[u8])> = headers

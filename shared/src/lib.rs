@@ -4,6 +4,7 @@
 //! contain no host calls, so filters unit-test their logic natively. The `host`
 //! module holds the few non-panicking wrappers around proxy-wasm host calls.
 
+pub mod backoff;
 pub mod config;
 pub mod headers;
 pub mod host;
@@ -11,6 +12,7 @@ pub mod log;
 pub mod matcher;
 pub mod metrics;
 pub mod reply;
+pub mod secret;
 pub mod shared_data;
 
 pub use config::{ConfigError, FieldPath};

@@ -17,7 +17,7 @@
 //   POST /admin/rotate           new signing key becomes active; old ones stay published
 //   POST /admin/remove-old       publish only the active key
 //   POST /admin/jwks-mode        body: ok | down | garbage | huge | wrong-types | slow:<ms>
-//   POST /admin/token-mode       body: ok | down | reject
+//   POST /admin/token-mode       body: ok | down | reject | slow:<ms>
 //   GET  /admin/stats            request counters, modes and keys
 //   POST /admin/reset-stats      zero the counters
 //
@@ -157,7 +157,9 @@ async function testHooks(ctx, next) {
 
   if (path === '/token' && method === 'POST') {
     stats.token_requests += 1;
-    if (state.tokenMode !== 'ok') {
+    const tokenMode = state.tokenMode;
+    if (tokenMode.startsWith('slow:')) await new Promise((r) => setTimeout(r, Number(tokenMode.slice(5))));
+    if (tokenMode === 'down' || tokenMode === 'reject') {
       countClient(basicClientId(ctx) ?? new URLSearchParams(await readBody(ctx)).get('client_id'));
       if (state.tokenMode === 'down') return json(ctx, 503, { error: 'temporarily_unavailable' });
       return json(ctx, 401, { error: 'invalid_client', error_description: 'client authentication failed (test mode)' });
@@ -200,7 +202,7 @@ async function admin(ctx) {
       state.jwksMode = body;
       return json(ctx, 200, { jwks_mode: body });
     case 'POST /admin/token-mode':
-      if (!['ok', 'down', 'reject'].includes(body)) return json(ctx, 400, { error: `unknown token mode ${body}` });
+      if (!/^(ok|down|reject|slow:\d+)$/.test(body)) return json(ctx, 400, { error: `unknown token mode ${body}` });
       state.tokenMode = body;
       return json(ctx, 200, { token_mode: body });
     default:

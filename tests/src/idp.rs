@@ -419,8 +419,8 @@ impl Idp {
     }
 
     /// How the token endpoint answers from now on: `ok`, `down` (503
-    /// `{"error":"temporarily_unavailable"}`) or `reject` (401
-    /// `{"error":"invalid_client"}`).
+    /// `{"error":"temporarily_unavailable"}`), `reject` (401
+    /// `{"error":"invalid_client"}`) or `slow:<ms>` (a real token after a delay).
     pub fn set_token_mode(&self, mode: &str) {
         self.admin("/admin/token-mode", mode);
     }
