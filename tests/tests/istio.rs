@@ -88,6 +88,15 @@ fn check_schema(name: &str, m: &Value) {
         &["UNSPECIFIED_POLICY", "IfNotPresent", "Always"],
     );
     one_of("type", &["UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"]);
+    if let Some(selectors) = spec.get("match") {
+        for s in selectors.as_array().expect("spec.match is a list") {
+            let mode = s["mode"].as_str().unwrap_or("UNDEFINED");
+            assert!(
+                ["UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"].contains(&mode),
+                "{name}: spec.match[].mode = {mode}"
+            );
+        }
+    }
     if let Some(p) = spec.get("priority") {
         assert!(p.is_i64(), "{name}: priority is an integer");
     }
@@ -117,10 +126,18 @@ fn wasm_plugin_manifests_follow_istio_schema_and_load_in_envoy() {
             .map(|vars| {
                 vars.iter()
                     .map(|v| {
-                        (
-                            v["name"].as_str().unwrap().to_string(),
-                            v["value"].as_str().unwrap_or("").to_string(),
-                        )
+                        let name = v["name"].as_str().unwrap().to_string();
+                        // `valueFrom: HOST` takes the value from the proxy's
+                        // environment; stand in for it with a placeholder.
+                        let value = match v["valueFrom"].as_str() {
+                            Some("HOST") => format!("value-of-host-env-{name}"),
+                            Some(other) => {
+                                assert_eq!(other, "INLINE", "{name}: valueFrom");
+                                v["value"].as_str().unwrap_or("").to_string()
+                            }
+                            None => v["value"].as_str().unwrap_or("").to_string(),
+                        };
+                        (name, value)
                     })
                     .collect()
             })
