@@ -26,7 +26,6 @@ fn walkthrough_shows_each_filter_at_work() {
         "upstream header x-jwt-plan: \"pro\"",
         "upstream header authorization: (absent)",
         "-> 401 from Envoy: {\"error\":\"invalid_signature\"",
-        "wasmcustom.jwt_auth.allowed: 1",
         "wasmcustom.jwt_auth.denied.missing: 1",
         "-> 200 from upstream \"v2\"; upstream saw GET /v2/users?user_id=7&tenant=acme",
         "upstream header x-tenant: \"acme\"",
@@ -34,8 +33,14 @@ fn walkthrough_shows_each_filter_at_work() {
         "response header x-served-path: /v2/users",
         "-> 200 from upstream \"echo\"; upstream saw GET /catalog/items",
         "upstream header x-tenant: \"public\"",
-        "wasmcustom.header_transform.rules_applied: 7",
-        "wasmcustom.jwt_auth.verify.native: 2",
+        // The egress call to /api/ passes the ingress chain too.
+        "wasmcustom.header_transform.rules_applied: 9",
+        "wasmcustom.jwt_auth.verify.native: ",
+        "upstream header authorization: \"Bearer eyJ",
+        "upstream header x-jwt-client: \"svc-a\"",
+        "wasmcustom.jwt_auth.allowed: 2",
+        "wasmcustom.jwt_acquire.source.svc-a.fetch_ok: 1",
+        "wasmcustom.jwt_acquire.source.svc-a.injected: 2",
     ] {
         assert!(
             stdout.contains(expected),

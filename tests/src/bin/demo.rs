@@ -5,21 +5,29 @@
 //! demo [--once] [--free-ports]
 //! ```
 //!
-//! - default: Envoy on 127.0.0.1:10000 (admin 9901), echo upstreams on 18000
-//!   and 18001; runs the walkthrough, then keeps serving until Ctrl-C.
+//! - default: Envoy with an ingress listener on 127.0.0.1:10000 and an egress
+//!   listener on 10001 (admin 9901), echo upstreams on 18000 and 18001, and
+//!   the test OpenID provider (`tests/idp/server.mjs`) on 18100; runs the
+//!   walkthrough, then keeps serving until Ctrl-C.
 //! - `--once`: exit after the walkthrough (used by the demo's own test).
 //! - `--free-ports`: use free ports instead of the fixed ones.
 
-use pwf_tests::{EchoUpstream, Envoy, Response};
+use pwf_tests::{EchoUpstream, Envoy, Idp, Response};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const CONFIG: &str = "envoy-configs/chain.yaml";
+const INGRESS: u16 = 10000;
+const EGRESS: u16 = 10001;
+/// Longer header values (tokens) are shown cut, with their length.
+const SHOW_MAX: usize = 72;
 
 /// One request of the walkthrough and what to show of it.
 struct Step {
     title: String,
+    /// The listener (its port in the config file).
+    listener: u16,
     method: &'static str,
     path: &'static str,
     headers: Vec<(&'static str, String)>,
@@ -37,6 +45,7 @@ fn steps() -> Vec<Step> {
     vec![
         Step {
             title: "jwt-auth: /api/ needs a token; without one the client gets 401 and an RFC 6750 challenge".into(),
+            listener: INGRESS,
             method: "GET",
             path: "/api/orders",
             headers: vec![],
@@ -47,6 +56,7 @@ fn steps() -> Vec<Step> {
             title: "jwt-auth: a valid RS256 token (minted by `cargo run -q -p pwf-tests --bin mint-token -- alice plan=pro`) \
                     passes; its claims reach the upstream and the token is stripped"
                 .into(),
+            listener: INGRESS,
             method: "GET",
             path: "/api/orders",
             headers: vec![("authorization", format!("Bearer {token}"))],
@@ -55,6 +65,7 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "jwt-auth: a tampered signature is rejected".into(),
+            listener: INGRESS,
             method: "GET",
             path: "/api/orders",
             headers: vec![("authorization", format!("Bearer {tampered}"))],
@@ -65,6 +76,7 @@ fn steps() -> Vec<Step> {
             title: "header-transform: legacy path rewritten to /v2/ and re-routed to the v2 upstream; \
                     query parameter renamed; internal headers stripped; annotations added"
                 .into(),
+            listener: INGRESS,
             method: "GET",
             path: "/legacy/users?uid=7&tenant=acme",
             headers: vec![("x-internal-debug", "1".into()), ("authorization", "Basic ZGVtbzpkZW1v".into())],
@@ -80,13 +92,52 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "header-transform: other paths keep their route; x-tenant defaults to 'public'".into(),
+            listener: INGRESS,
             method: "GET",
             path: "/catalog/items",
             headers: vec![],
             upstream_headers: &["x-tenant", "x-region"],
             response_headers: &["x-served-path", "x-powered-by"],
         },
+        Step {
+            title: "jwt-acquire: a call leaving through the egress listener gets an access token for client svc-a \
+                    from the OpenID provider (client credentials), fetched once and shared by all workers"
+                .into(),
+            listener: EGRESS,
+            method: "GET",
+            path: "/raw/partner-api",
+            headers: vec![],
+            upstream_headers: &["authorization"],
+            response_headers: &[],
+        },
+        Step {
+            title: "jwt-acquire -> jwt-auth: the same call to /api/ on the ingress listener; jwt-auth verifies \
+                    the injected token against the provider's JWKS and passes its claims on"
+                .into(),
+            listener: EGRESS,
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![],
+            upstream_headers: &["x-jwt-client", "x-jwt-plan", "authorization"],
+            response_headers: &[],
+        },
     ]
+}
+
+/// The IdP's issuer as written in the config (its default port).
+const CONFIG_ISSUER: &str = "http://127.0.0.1:18100";
+
+fn replace_in_strings(value: &mut serde_json::Value, from: &str, to: &str) {
+    match value {
+        serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| replace_in_strings(v, from, to)),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| replace_in_strings(v, from, to)),
+        _ => {}
+    }
 }
 
 struct Options {
@@ -149,10 +200,13 @@ fn show(port: u16, step: &Step, resp: &Response) {
     }
     for name in step.upstream_headers {
         let value = &body["headers"][*name];
-        let shown = if value.is_null() {
-            "(absent)".to_string()
-        } else {
-            value.to_string()
+        let shown = match value.as_str() {
+            None if value.is_null() => "(absent)".to_string(),
+            Some(v) if v.len() > SHOW_MAX => {
+                let cut: String = v.chars().take(SHOW_MAX).collect();
+                format!("\"{cut}…\" ({} bytes)", v.len())
+            }
+            _ => value.to_string(),
         };
         println!("     upstream header {name}: {shown}");
     }
@@ -166,33 +220,50 @@ fn show(port: u16, step: &Step, resp: &Response) {
 
 fn main() {
     let opts = parse_args();
+    let idp = if opts.free_ports {
+        Idp::start()
+    } else {
+        Idp::builder().port(18100).start()
+    };
+    // The config names the IdP's issuer with its default port.
+    let issuer = idp.issuer().to_owned();
     let echo = upstream("echo", 18000, opts.free_ports);
     let v2 = upstream("v2", 18001, opts.free_ports);
     let mut builder = Envoy::builder(CONFIG)
         .upstream(18000, &echo)
         .upstream(18001, &v2)
+        .port(18100, idp.port())
+        .edit(move |config| replace_in_strings(config, CONFIG_ISSUER, &issuer))
         .concurrency(2);
     if !opts.free_ports {
-        builder = builder.port(10000, 10000).port(9901, 9901);
+        builder = builder
+            .port(INGRESS, INGRESS)
+            .port(EGRESS, EGRESS)
+            .port(9901, 9901);
     }
     let envoy = builder.start();
-    let port = envoy.port();
+    let ingress = envoy.rendered().port(INGRESS);
+    let egress = envoy.rendered().port(EGRESS);
     println!(
-        "Envoy is running the filter chain on http://127.0.0.1:{port} (admin http://127.0.0.1:{})",
+        "Envoy is running: ingress chain (jwt-auth, header-transform) on http://127.0.0.1:{ingress}, \
+         egress chain (jwt-acquire) on http://127.0.0.1:{egress}, admin http://127.0.0.1:{}",
         envoy.admin_port()
     );
     println!(
-        "Config: {CONFIG}; upstreams 'echo' (127.0.0.1:{}) and 'v2' (127.0.0.1:{})",
+        "Config: {CONFIG}; upstreams 'echo' (127.0.0.1:{}) and 'v2' (127.0.0.1:{}); \
+         OpenID provider {} (clients svc-a, svc-b)",
         echo.port(),
-        v2.port()
+        v2.port(),
+        idp.issuer()
     );
 
     for step in steps() {
-        let mut req = envoy.req(step.method, step.path);
+        let client = envoy.client_for(step.listener);
+        let mut req = client.req(step.method, step.path);
         for (name, value) in &step.headers {
             req = req.header(name, value);
         }
-        show(port, &step, &req.send());
+        show(client.port(), &step, &req.send());
     }
 
     println!(
@@ -219,6 +290,10 @@ fn main() {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("\nStopping Envoy (pid {}) and the upstreams.", envoy.pid());
+    println!(
+        "\nStopping Envoy (pid {}), the upstreams and the OpenID provider.",
+        envoy.pid()
+    );
     drop(envoy);
+    drop(idp);
 }
