@@ -131,9 +131,16 @@ impl Worker {
 
     /// Starts a fetch if one is due and this worker wins the lease.
     fn maybe_fetch(&self, source: &Source, s: &mut SourceState, now: u64) {
-        if s.in_flight.is_some()
-            || !schedule::fetch_due(s.token.as_ref().map(|(t, _)| t), &s.status, now)
-        {
+        if let Some((_, sent_at)) = s.in_flight {
+            // Envoy answers every call (a timeout is a local 504); this only
+            // guards against a callback that never comes.
+            if now < sent_at.saturating_add(schedule::lease_ms(source.endpoint.timeout_ms)) {
+                return;
+            }
+            s.in_flight = None;
+            self.fetch_failed(source, s, now, &FetchError::NoResponse);
+        }
+        if !schedule::fetch_due(s.token.as_ref().map(|(t, _)| t), &s.status, now) {
             return;
         }
         let lease_ms = schedule::lease_ms(source.endpoint.timeout_ms);
