@@ -139,13 +139,22 @@ pub fn comparisons(suite: &Suite, measured: &[Measured]) -> String {
             let hi = rs.iter().copied().fold(f64::MIN, f64::max);
             format!("{:.2}× ({lo:.2}–{hi:.2})", median(rs.to_vec()))
         };
-        let rps_ratios = ratios(rps);
-        let (goal, verdict) = match c.min_rps_ratio {
-            Some(min) if median(rps_ratios.clone()) >= min => {
-                (format!("req/s ≥ {min:.2}×"), "**met**")
-            }
-            Some(min) => (format!("req/s ≥ {min:.2}×"), "**missed**"),
-            None => ("–".to_owned(), "reported"),
+        let (rps_ratios, cpu_ratios) = (ratios(rps), ratios(cpu));
+        // Each goal is judged on the median of the per-round ratios.
+        let mut goals = Vec::new();
+        let mut met = true;
+        if let Some(min) = c.min_rps_ratio {
+            goals.push(format!("req/s ≥ {min:.2}×"));
+            met &= median(rps_ratios.clone()) >= min;
+        }
+        if let Some(max) = c.max_cpu_ratio {
+            goals.push(format!("CPU ≤ {max:.2}×"));
+            met &= median(cpu_ratios.clone()) <= max;
+        }
+        let (goal, verdict) = match (goals.is_empty(), met) {
+            (true, _) => ("–".to_owned(), "reported"),
+            (false, true) => (goals.join(", "), "**met**"),
+            (false, false) => (goals.join(", "), "**missed**"),
         };
         s += &format!(
             "| `{}` vs `{}` | {} | {} | {} | {goal} | {verdict} |\n",
@@ -153,7 +162,7 @@ pub fn comparisons(suite: &Suite, measured: &[Measured]) -> String {
             c.against,
             c.what,
             summary(&rps_ratios),
-            summary(&ratios(cpu)),
+            summary(&cpu_ratios),
         );
     }
     s + "\n"

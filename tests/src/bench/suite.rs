@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use pwf_tests::{repo_root, EchoUpstream, Envoy, ReceivedRequest};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+use pwf_tests::{repo_root, wait_until, EchoUpstream, Envoy, EnvoyBuilder, Idp, ReceivedRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::measure::bench_envoy;
+use crate::measure::{bench_envoy, pin, LOAD_CPU};
 use crate::tokens::{Pool, Pools, Tokens};
 
 /// Original port of the echo cluster added for `upstream_headers` checks.
@@ -53,6 +56,9 @@ pub struct Suite {
     /// Checks for every variant that does not set its own `verify`.
     #[serde(default)]
     pub verify: Verify,
+    /// The test IdP (`tests/idp/server.mjs`), started before the suite's
+    /// Envoys, for filters that fetch tokens from it.
+    pub idp: Option<IdpSpec>,
     /// Pairs of variants compared directly, in a table under the main one.
     #[serde(default)]
     pub comparisons: Vec<Comparison>,
@@ -73,6 +79,20 @@ pub struct Comparison {
     pub what: String,
     /// Goal: `variant`'s req/s at least this multiple of `against`'s.
     pub min_rps_ratio: Option<f64>,
+    /// Goal: `variant`'s CPU per request at most this multiple of `against`'s.
+    pub max_cpu_ratio: Option<f64>,
+}
+
+/// `"idp"` of a suite: the bench starts `node tests/idp/server.mjs` (clients
+/// `svc-a`, `svc-b`; see `tests/src/idp.rs`) on a free port, and every socket
+/// address with port `port` in the suite's configs points at it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpSpec {
+    /// The IdP's port in the configs (e.g. 18100 in an `idp` cluster).
+    pub port: u16,
+    /// Access token lifetime in seconds (the IdP's default is 300).
+    pub ttl_s: Option<u64>,
 }
 
 pub fn default_baseline() -> String {
@@ -116,6 +136,33 @@ pub struct Verify {
     /// this status (e.g. 401), so a filter that lets everything through
     /// cannot pass the checks.
     pub unauthenticated_status: Option<u16>,
+    /// With the suite's `idp`: the upstream must get a token that IdP issued.
+    pub upstream_token: Option<UpstreamToken>,
+    /// Before any check, send the bench request until it gets `status`, for
+    /// up to this many seconds (for a filter that answers differently until
+    /// it has fetched something, e.g. a token).
+    pub ready_timeout_s: Option<u64>,
+}
+
+/// A token from the suite's IdP in an upstream request header: exactly one
+/// `header`, `prefix` followed by a JWT that verifies against the IdP's JWKS,
+/// with the IdP as issuer, not expired, and with these `claims`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamToken {
+    #[serde(default = "default_token_header")]
+    pub header: String,
+    #[serde(default = "default_token_prefix")]
+    pub prefix: String,
+    #[serde(default)]
+    pub claims: BTreeMap<String, Value>,
+}
+
+fn default_token_header() -> String {
+    "authorization".into()
+}
+fn default_token_prefix() -> String {
+    "Bearer ".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,10 +233,52 @@ pub fn split_header(h: &str) -> (&str, &str) {
     (n.trim(), v.trim())
 }
 
+/// What a suite's Envoys use besides themselves: the test IdP, if the suite
+/// has `idp`. Start it before the Envoys and drop it after them.
+pub struct Services {
+    /// The IdP's port in the configs, and the IdP.
+    idp: Option<(u16, Idp)>,
+}
+
+impl Services {
+    pub fn start(suite: &Suite) -> Services {
+        let idp = suite.idp.as_ref().map(|spec| {
+            let mut builder = Idp::builder();
+            if let Some(ttl) = spec.ttl_s {
+                builder = builder.ttl(ttl);
+            }
+            let idp = builder.start();
+            // Like wrk and this process: off Envoy's CPU.
+            pin(idp.pid(), LOAD_CPU);
+            eprintln!(
+                "test IdP {} (port {} in the configs)",
+                idp.issuer(),
+                spec.port
+            );
+            (spec.port, idp)
+        });
+        Services { idp }
+    }
+
+    pub fn idp(&self) -> Option<&Idp> {
+        self.idp.as_ref().map(|(_, idp)| idp)
+    }
+
+    /// The Envoy for `config` as the bench runs it, pointed at these services.
+    pub fn envoy(&self, config: &str) -> EnvoyBuilder {
+        let builder = bench_envoy(config);
+        match &self.idp {
+            Some((port, idp)) => builder.port(*port, idp.port()),
+            None => builder,
+        }
+    }
+}
+
 /// Sends the bench request and checks the variant's expectations; panics
 /// with every mismatch.
-pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy) {
+pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy, services: &Services) {
     let expect = v.verify.as_ref().unwrap_or(&suite.verify);
+    let status = expect.status.unwrap_or(200);
     let send_with = |envoy: &Envoy, headers: &[String]| {
         let mut req = envoy.req("GET", &request.path);
         for h in headers {
@@ -200,14 +289,46 @@ pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy) {
     };
     let first = request.first_headers();
     let send = |envoy: &Envoy| send_with(envoy, &first);
+    // Until the filter is ready (e.g. has its token), keep sending the
+    // bench request.
+    let ready = |what: &str, envoy: &Envoy| -> Result<(), String> {
+        let Some(secs) = expect.ready_timeout_s else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut statuses = Vec::new();
+        let ok = wait_until(Duration::from_secs(secs), || {
+            let got = send(envoy).status;
+            if statuses.last() != Some(&got) {
+                statuses.push(got);
+            }
+            got == status
+        });
+        if !ok {
+            return Err(format!(
+                "{what}: no {status} within {secs} s (statuses seen: {statuses:?})"
+            ));
+        }
+        if statuses.len() > 1 {
+            eprintln!(
+                "{}: {what} ready after {:.1} s (statuses seen: {statuses:?})",
+                v.name,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    };
     let mut errors = Vec::new();
+    if let Err(e) = ready("response", envoy) {
+        errors.push(e);
+    }
     if let Some(pool) = &request.tokens {
         // The last token of the pool must pass too (same status).
         let mut last = request.headers.clone();
         last.push(pool.last_header());
-        let (want, got) = (expect.status.unwrap_or(200), send_with(envoy, &last).status);
-        if got != want {
-            errors.push(format!("last token of the pool: status {got} != {want}"));
+        let got = send_with(envoy, &last).status;
+        if got != status {
+            errors.push(format!("last token of the pool: status {got} != {status}"));
         }
     }
     if let Some(want) = expect.unauthenticated_status {
@@ -221,7 +342,6 @@ pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy) {
     }
     let mut check_response = |what: &str, envoy: &Envoy| {
         let resp = send(envoy);
-        let status = expect.status.unwrap_or(200);
         if resp.status != status {
             errors.push(format!("{what}: status {} != {status}", resp.status));
         }
@@ -230,24 +350,35 @@ pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy) {
         }
     };
     check_response("response", envoy);
-    if !expect.upstream_headers.is_empty() {
+    if !expect.upstream_headers.is_empty() || expect.upstream_token.is_some() {
         let echo = EchoUpstream::start("bench-verify");
-        let via_echo = bench_envoy(&v.config)
+        let via_echo = services
+            .envoy(&v.config)
             .upstream(ECHO_PORT, &echo)
             .edit(route_to_echo)
             .start();
-        check_response("response via echo upstream", &via_echo);
+        let what = "response via echo upstream";
+        match ready(what, &via_echo) {
+            Ok(()) => check_response(what, &via_echo),
+            Err(e) => errors.push(e),
+        }
         let got: ReceivedRequest = echo
             .last_request()
             .expect("the echo upstream got the request");
         for (name, want) in &expect.upstream_headers {
-            let values: Vec<String> = got
-                .headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                .collect();
-            check(&mut errors, "upstream request", name, values, want);
+            check(
+                &mut errors,
+                "upstream request",
+                name,
+                header_values(&got, name),
+                want,
+            );
+        }
+        if let Some(want) = &expect.upstream_token {
+            match services.idp() {
+                Some(idp) => check_token(&mut errors, idp, &got, want),
+                None => errors.push("upstream_token needs the suite's `idp`".into()),
+            }
         }
     }
     assert!(
@@ -257,6 +388,66 @@ pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy) {
         v.config,
         errors.join("\n  ")
     );
+}
+
+fn header_values(got: &ReceivedRequest, name: &str) -> Vec<String> {
+    got.headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// `want.header` of the upstream request: one value, `want.prefix` and a
+/// token `idp` issued, with `want.claims`.
+fn check_token(errors: &mut Vec<String>, idp: &Idp, got: &ReceivedRequest, want: &UpstreamToken) {
+    let values = header_values(got, &want.header);
+    let token = match values.as_slice() {
+        [one] => one.strip_prefix(want.prefix.as_str()),
+        _ => None,
+    };
+    let Some(token) = token else {
+        errors.push(format!(
+            "upstream request: header {}: got {values:?}, want one `{}<token from the IdP>`",
+            want.header, want.prefix
+        ));
+        return;
+    };
+    match idp_claims(idp, token) {
+        Ok(claims) => {
+            for (name, value) in &want.claims {
+                if claims.get(name) != Some(value) {
+                    errors.push(format!(
+                        "upstream token: claim {name}: got {}, want {value}",
+                        claims.get(name).unwrap_or(&Value::Null)
+                    ));
+                }
+            }
+        }
+        Err(e) => errors.push(format!(
+            "upstream token is not a valid token of the IdP: {e}"
+        )),
+    }
+}
+
+/// The claims of `token` if it verifies against the IdP's JWKS, has the
+/// IdP as issuer and has not expired.
+pub fn idp_claims(idp: &Idp, token: &str) -> Result<Value, String> {
+    let header = decode_header(token).map_err(|e| format!("not a JWS: {e}"))?;
+    let kid = header.kid.as_deref().ok_or("no kid in the JWS header")?;
+    let jwks: JwkSet =
+        serde_json::from_value(idp.jwks()).map_err(|e| format!("the IdP's JWKS: {e}"))?;
+    let jwk = jwks
+        .find(kid)
+        .ok_or_else(|| format!("kid {kid} is not in the IdP's JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWK {kid}: {e}"))?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[idp.issuer()]);
+    // `claims` can check `aud` exactly.
+    validation.validate_aud = false;
+    decode::<Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| e.to_string())
 }
 
 pub fn check<S: AsRef<str>>(
@@ -336,6 +527,11 @@ mod tests {
                 assert!(
                     verify.unauthenticated_status.is_none() || tokens.is_some(),
                     "{name}: {}: unauthenticated_status without tokens",
+                    v.name
+                );
+                assert!(
+                    verify.upstream_token.is_none() || suite.idp.is_some(),
+                    "{name}: {}: upstream_token without the suite's idp",
                     v.name
                 );
             }

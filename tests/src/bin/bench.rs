@@ -23,11 +23,9 @@ mod tokens;
 
 use pwf_tests::Envoy;
 
-use measure::{
-    bench_envoy, cpu_ns, pin, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU, LOAD_CPU,
-};
+use measure::{cpu_ns, pin, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU, LOAD_CPU};
 use report::{section, update_docs, Measured, DOCS};
-use suite::{all_suites, request_of, verify, Request};
+use suite::{all_suites, request_of, verify, Request, Services};
 use tokens::Pools;
 
 const USAGE: &str = "usage: bench [--suite NAME|FILE.json ...] [--runs N] [--duration SECS] \
@@ -124,18 +122,20 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
         .map(|v| request_of(&suite, v, &mut pools))
         .collect();
 
+    // Services (the test IdP) start first and stop after the Envoys.
+    let services = Services::start(&suite);
     // All Envoys run for the whole suite; one at a time is under load.
     let envoys: Vec<Envoy> = suite
         .variants
         .iter()
         .map(|v| {
-            let envoy = bench_envoy(&v.config).start();
+            let envoy = services.envoy(&v.config).start();
             pin(envoy.pid(), ENVOY_CPU);
             envoy
         })
         .collect();
     for ((v, request), envoy) in suite.variants.iter().zip(&requests).zip(&envoys) {
-        verify(&suite, v, request, envoy);
+        verify(&suite, v, request, envoy, &services);
         eprintln!("verified {}", v.name);
     }
 
@@ -179,6 +179,7 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
         }
     }
     drop(envoys);
+    drop(services);
 
     let section = section(&key, &suite, &measured, args, env);
     println!("{section}");
