@@ -1,0 +1,76 @@
+//! Who a request is: its plan name and client key, from the configured
+//! inputs in order (verified claims, headers, the client address).
+
+use crate::config::Input;
+use pwf_shared::HeaderList;
+use serde_json::Value;
+
+/// What the inputs can read for one request.
+pub struct Sources<'a> {
+    /// `jwt_auth_claims`: `{"<provider>": {claims}}`, if a token was verified.
+    pub claims: Option<&'a Value>,
+    pub headers: &'a HeaderList,
+    /// `source.address`, e.g. `10.0.0.7:51234` or `[::1]:51234`.
+    pub address: Option<&'a [u8]>,
+}
+
+/// The first input that yields a non-empty value. Values are prefixed with
+/// the input's position, so a header value can never pose as a claim value.
+pub fn first(inputs: &[Input], src: &Sources) -> Option<Vec<u8>> {
+    inputs.iter().enumerate().find_map(|(i, input)| {
+        let value = value(input, src)?;
+        let mut key = Vec::with_capacity(value.len() + 3);
+        key.extend_from_slice(i.to_string().as_bytes());
+        key.push(b':');
+        key.extend_from_slice(&value);
+        Some(key)
+    })
+}
+
+/// The first input's raw value (for plan names, which are matched as is).
+pub fn first_raw(inputs: &[Input], src: &Sources) -> Option<Vec<u8>> {
+    inputs.iter().find_map(|input| value(input, src))
+}
+
+fn value(input: &Input, src: &Sources) -> Option<Vec<u8>> {
+    let v = match input {
+        Input::Claim { provider, path } => claim(src.claims?, provider.as_deref(), path)?,
+        Input::Header(name) => src.headers.get(name)?.to_vec(),
+        Input::ClientAddress => strip_port(src.address?).to_vec(),
+    };
+    (!v.is_empty()).then_some(v)
+}
+
+/// A claim of the named provider's token, or of the first verified token
+/// that has it. Strings as is; numbers and booleans as text.
+pub fn claim(claims: &Value, provider: Option<&str>, path: &[String]) -> Option<Vec<u8>> {
+    let by_provider = claims.as_object()?;
+    let mut payloads: Box<dyn Iterator<Item = &Value>> = match provider {
+        Some(name) => Box::new(by_provider.get(name).into_iter()),
+        None => Box::new(by_provider.values()),
+    };
+    payloads.find_map(|payload| {
+        let v = path.iter().try_fold(payload, |v, part| v.get(part))?;
+        match v {
+            Value::String(s) => Some(s.as_bytes().to_vec()),
+            Value::Number(n) => Some(n.to_string().into_bytes()),
+            Value::Bool(b) => Some(b.to_string().into_bytes()),
+            _ => None,
+        }
+    })
+}
+
+/// `10.0.0.7:51234` -> `10.0.0.7`; `[::1]:51234` -> `::1`.
+pub fn strip_port(address: &[u8]) -> &[u8] {
+    if let Some(rest) = address.strip_prefix(b"[") {
+        if let Some(end) = rest.iter().position(|&b| b == b']') {
+            return rest.get(..end).unwrap_or(rest);
+        }
+        return address;
+    }
+    let colons = address.iter().filter(|&&b| b == b':').count();
+    match address.iter().rposition(|&b| b == b':') {
+        Some(pos) if colons == 1 => address.get(..pos).unwrap_or(address),
+        _ => address,
+    }
+}
