@@ -280,7 +280,7 @@ fn bad_configs_fail_envoy_validation_naming_the_field() {
     ));
     let mut c = shipped_config();
     c["store"]["slots"] = json!(1);
-    cases.push((c, "store.slots: must be 16 to 1048576"));
+    cases.push((c, "store.slots: must be a power of two from 16 to 1048576"));
     for (config, expected) in cases {
         let result = Envoy::builder(CONFIG)
             .plugin_config_for(ROOT_ID, &config.to_string())

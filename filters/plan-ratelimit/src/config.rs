@@ -328,11 +328,10 @@ impl Config {
             });
         }
         let slots = self.store.slots;
-        if !(MIN_SLOTS..=MAX_SLOTS).contains(&slots) {
-            return Err(root
-                .field("store")
-                .field("slots")
-                .error(format!("must be {MIN_SLOTS} to {MAX_SLOTS}")));
+        if !(MIN_SLOTS..=MAX_SLOTS).contains(&slots) || !slots.is_power_of_two() {
+            return Err(root.field("store").field("slots").error(format!(
+                "must be a power of two from {MIN_SLOTS} to {MAX_SLOTS}"
+            )));
         }
         if let Some(g) = &self.global {
             let path = root.field("global");

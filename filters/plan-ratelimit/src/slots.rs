@@ -2,7 +2,7 @@
 //!
 //! Shared data never expires, so client state lives in a fixed table of
 //! `slots` keys, created at configure time. A client hashes to a slot and
-//! probes up to [`PROBES`] neighbours: it uses the slot it already owns, or
+//! probes up to [`PROBES`] slots (double hashing): it uses the slot it already owns, or
 //! else the first slot that is empty or expired. A slot is expired when every
 //! window's theoretical arrival time (GCRA TAT) has passed: its state then
 //! equals a fresh one, so handing it to another client changes nobody's
@@ -14,8 +14,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Windows per plan (second, minute, hour, day).
 pub const MAX_WINDOWS: usize = 4;
-/// Neighbouring slots a client may use.
-pub const PROBES: u32 = 4;
+/// Slots a client may probe.
+pub const PROBES: u32 = 8;
 const RECORD_LEN: usize = 8 + 8 * MAX_WINDOWS;
 
 /// One slot: its owner (a hash of plan and client; 0 = empty) and the TAT of
@@ -127,10 +127,15 @@ impl Table {
         owner: u64,
         now_ns: u64,
     ) -> Result<Placement, StoreError> {
-        let start = u32::try_from(owner % u64::from(self.slots)).unwrap_or(0);
+        let slots = u64::from(self.slots);
+        // Double hashing: clients that collide on the first slot go different
+        // ways, so live clients do not pile up in runs.
+        let start = owner % slots;
+        // An odd step visits every slot of a power-of-two table.
+        let step = ((owner >> 32) % slots) | 1;
         let mut free: Option<(u32, Option<u32>)> = None;
-        for i in 0..PROBES.min(self.slots) {
-            let index = (start + i) % self.slots;
+        for i in 0..u64::from(PROBES.min(self.slots)) {
+            let index = u32::try_from((start + i * step) % slots).unwrap_or(0);
             let (bytes, cas) = store.get(&self.key(index))?;
             let record = Record::decode(bytes.as_deref());
             if record.owner == owner {
