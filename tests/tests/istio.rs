@@ -143,7 +143,7 @@ fn wasm_plugin_manifests_follow_istio_schema_and_load_in_envoy() {
             })
             .unwrap_or_default();
         let result = Envoy::builder(&envoy_config)
-            .plugin_config(&plugin_config)
+            .plugin_config_for(&filter, &plugin_config)
             .edit(move |config| set_env(config, &env))
             .validate();
         assert!(
