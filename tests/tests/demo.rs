@@ -33,12 +33,17 @@ fn walkthrough_shows_each_filter_at_work() {
         "response header x-served-path: /v2/users",
         "-> 200 from upstream \"echo\"; upstream saw GET /catalog/items",
         "upstream header x-tenant: \"public\"",
-        // The egress call to /api/ passes the ingress chain too.
-        "wasmcustom.header_transform.rules_applied: 9",
+        // The egress call to /api/ and the rate-limit steps pass the ingress chain too.
+        "wasmcustom.header_transform.rules_applied: 31",
         "wasmcustom.jwt_auth.verify.native: ",
         "upstream header authorization: \"Bearer eyJ",
         "upstream header x-jwt-client: \"svc-a\"",
-        "wasmcustom.jwt_auth.allowed: 2",
+        "wasmcustom.jwt_auth.allowed: 14",
+        "statuses: 200 200 200 200 200 429",
+        "response header retry-after: 1",
+        "response header ratelimit: \"free-second\";r=0;t=1",
+        "statuses: 200 200 200 200 200 200",
+        "wasmcustom.plan_ratelimit.limited.free: 1",
         "wasmcustom.jwt_acquire.source.svc-a.fetch_ok: 1",
         "wasmcustom.jwt_acquire.source.svc-a.injected: 2",
     ] {

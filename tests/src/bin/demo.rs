@@ -35,10 +35,14 @@ struct Step {
     upstream_headers: &'static [&'static str],
     /// Response headers to show as the client received them.
     response_headers: &'static [&'static str],
+    /// Send the request this many times in a row; show every status and the
+    /// last response.
+    repeat: usize,
 }
 
 fn steps() -> Vec<Step> {
     let token = pwf_tests::jwt::demo_token("alice", serde_json::json!({"plan": "pro"}));
+    let free = pwf_tests::jwt::demo_token("carol", serde_json::json!({"plan": "free"}));
     let mut tampered = token.clone();
     tampered.truncate(token.len() - 4);
     tampered.push_str("AAAA");
@@ -51,6 +55,7 @@ fn steps() -> Vec<Step> {
             headers: vec![],
             upstream_headers: &[],
             response_headers: &["www-authenticate"],
+            repeat: 1,
         },
         Step {
             title: "jwt-auth: a valid RS256 token (minted by `cargo run -q -p pwf-tests --bin mint-token -- alice plan=pro`) \
@@ -62,6 +67,7 @@ fn steps() -> Vec<Step> {
             headers: vec![("authorization", format!("Bearer {token}"))],
             upstream_headers: &["x-jwt-sub", "x-jwt-plan", "authorization"],
             response_headers: &[],
+            repeat: 1,
         },
         Step {
             title: "jwt-auth: a tampered signature is rejected".into(),
@@ -71,6 +77,7 @@ fn steps() -> Vec<Step> {
             headers: vec![("authorization", format!("Bearer {tampered}"))],
             upstream_headers: &[],
             response_headers: &["www-authenticate"],
+            repeat: 1,
         },
         Step {
             title: "header-transform: legacy path rewritten to /v2/ and re-routed to the v2 upstream; \
@@ -89,6 +96,7 @@ fn steps() -> Vec<Step> {
                 "x-internal-debug",
             ],
             response_headers: &["strict-transport-security", "x-content-type-options", "x-served-path"],
+            repeat: 1,
         },
         Step {
             title: "header-transform: other paths keep their route; x-tenant defaults to 'public'".into(),
@@ -98,6 +106,7 @@ fn steps() -> Vec<Step> {
             headers: vec![],
             upstream_headers: &["x-tenant", "x-region"],
             response_headers: &["x-served-path", "x-powered-by"],
+            repeat: 1,
         },
         Step {
             title: "jwt-acquire: a call leaving through the egress listener gets an access token for client svc-a \
@@ -109,6 +118,7 @@ fn steps() -> Vec<Step> {
             headers: vec![],
             upstream_headers: &["authorization"],
             response_headers: &[],
+            repeat: 1,
         },
         Step {
             title: "jwt-acquire -> jwt-auth: the same call to /api/ on the ingress listener; jwt-auth verifies \
@@ -120,6 +130,29 @@ fn steps() -> Vec<Step> {
             headers: vec![],
             upstream_headers: &["x-jwt-client", "x-jwt-plan", "authorization"],
             response_headers: &[],
+            repeat: 1,
+        },
+        Step {
+            title: "plan-ratelimit: a free client (token with plan=free) sends 6 requests at once: \
+                    5 pass, the 6th gets 429 with Retry-After"
+                .into(),
+            listener: INGRESS,
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![("authorization", format!("Bearer {free}"))],
+            upstream_headers: &[],
+            response_headers: &["retry-after", "ratelimit-policy", "ratelimit"],
+            repeat: 6,
+        },
+        Step {
+            title: "plan-ratelimit: meanwhile a pro client (plan=pro, 50/s) passes".into(),
+            listener: INGRESS,
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![("authorization", format!("Bearer {token}"))],
+            upstream_headers: &["x-jwt-sub", "x-jwt-plan"],
+            response_headers: &["ratelimit"],
+            repeat: 6,
         },
     ]
 }
@@ -184,7 +217,9 @@ fn curl_line(port: u16, step: &Step) -> String {
 }
 
 fn show(port: u16, step: &Step, resp: &Response) {
-    println!("\n== {}", step.title);
+    if step.repeat <= 1 {
+        println!("\n== {}", step.title);
+    }
     println!("$ {}", curl_line(port, step));
     let body = resp.json();
     if body["upstream"].is_null() {
@@ -259,11 +294,24 @@ fn main() {
 
     for step in steps() {
         let client = envoy.client_for(step.listener);
-        let mut req = client.req(step.method, step.path);
-        for (name, value) in &step.headers {
-            req = req.header(name, value);
+        let mut statuses = Vec::with_capacity(step.repeat);
+        let mut last = None;
+        for _ in 0..step.repeat.max(1) {
+            let mut req = client.req(step.method, step.path);
+            for (name, value) in &step.headers {
+                req = req.header(name, value);
+            }
+            let resp = req.send();
+            statuses.push(resp.status.to_string());
+            last = Some(resp);
         }
-        show(client.port(), &step, &req.send());
+        if step.repeat > 1 {
+            println!("\n== {}", step.title);
+            println!("   statuses: {}", statuses.join(" "));
+        }
+        if let Some(resp) = last {
+            show(client.port(), &step, &resp);
+        }
     }
 
     println!(
