@@ -823,8 +823,3 @@ fn compile_requirement(
         _ => Err(path.error("exactly one of 'provider', 'any_of' or 'all_of' is required")),
     }
 }
-
-// The crate's native tests live in src/tests/ (lib.rs belongs to the glue).
-#[cfg(test)]
-#[path = "tests/mod.rs"]
-mod tests;

@@ -16,6 +16,10 @@ pub mod rules;
 pub mod token;
 pub mod verify;
 
+// Native tests of the pure modules (src/tests/).
+#[cfg(test)]
+mod tests;
+
 #[allow(unsafe_code)]
 mod entry {
     proxy_wasm::main! {{
