@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::rc::Rc;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -29,6 +29,9 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Store the verified claims as filter state for later filters.
+    #[serde(default = "default_true")]
+    pub claims_filter_state: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +177,17 @@ pub struct CacheConfig {
     pub max_entries: usize,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            rules: Vec::new(),
+            cache: CacheConfig::default(),
+            claims_filter_state: true,
+        }
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
@@ -255,6 +269,8 @@ pub struct Compiled {
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
     pub cache_max_entries: usize,
+    /// Whether verified claims go to filter state ([`crate::glue::CLAIMS_PROPERTY`]).
+    pub claims_filter_state: bool,
     /// Every header any provider writes (claims and payload), removed from
     /// every request so clients cannot forge them.
     pub output_headers: Vec<String>,
@@ -347,6 +363,7 @@ impl Config {
             providers,
             rules,
             cache_max_entries: self.cache.max_entries,
+            claims_filter_state: self.claims_filter_state,
             output_headers,
         })
     }

@@ -355,7 +355,7 @@ impl Worker {
                         skipped.problem.as_str()
                     );
                 }
-                if !verified.is_empty() {
+                if compiled.claims_filter_state && !verified.is_empty() {
                     let claims = outputs::claims_json(compiled, &verified);
                     if let Err(status) =
                         hostcalls::set_property(vec![CLAIMS_PROPERTY], Some(claims.as_bytes()))

@@ -13,6 +13,7 @@ fn verified(exp: Option<i64>) -> Verified {
         provider: 0,
         payload: Rc::new(json!({"sub": "alice"})),
         payload_segment: Rc::from("e30"),
+        payload_json: None,
         exp,
         source: None,
     }
