@@ -2,6 +2,7 @@
 //! the [`Compiled`] form used on the request path (keys parsed, algorithms,
 //! claim paths and matchers resolved, header names validated).
 
+use crate::access::{self, Access};
 use crate::jwks::{self, KeySet};
 use crate::outputs::ClaimHeader;
 use crate::rules::{Requirement, Rule, RuleAction};
@@ -274,6 +275,8 @@ pub struct Compiled {
     /// Every header any provider writes (claims and payload), removed from
     /// every request so clients cannot forge them.
     pub output_headers: Vec<String>,
+    /// How request headers are read and written.
+    pub access: Access,
 }
 
 /// One compiled provider.
@@ -359,7 +362,25 @@ impl Config {
                 .field("max_entries")
                 .error(format!("must be at most {MAX_CACHE_ENTRIES}")));
         }
+        let required: Vec<usize> = rules
+            .iter()
+            .filter_map(|r| match &r.action {
+                RuleAction::Require { requirement, .. } => Some(requirement.providers()),
+                RuleAction::Bypass => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        let access = access::plan(
+            self.rules.iter().map(|r| &r.match_),
+            providers
+                .iter()
+                .filter(|p| required.contains(&p.index))
+                .flat_map(|p| &p.from),
+            &output_headers,
+        );
         Ok(Compiled {
+            access,
             providers,
             rules,
             cache_max_entries: self.cache.max_entries,
