@@ -27,6 +27,7 @@ use crate::token::TokenSource;
 use pwf_shared::headers::Edit;
 use pwf_shared::matcher::RequestMatch;
 use pwf_shared::HeaderList;
+use std::fmt;
 
 /// Single-header reading is planned when it makes at most this many host
 /// calls that reading the whole map does not: one per header read and one
@@ -41,6 +42,26 @@ pub enum Access {
     Map,
     /// Read these headers one by one.
     Single(Reads),
+}
+
+/// `as a whole map`, or `one by one: <names>` (for the log).
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Access::Single(reads) = self else {
+            return f.write_str("as a whole map");
+        };
+        let names: Vec<&str> = reads
+            .authority
+            .then_some(":authority")
+            .into_iter()
+            .chain(reads.first.iter().map(String::as_str))
+            .chain(reads.all.iter().map(String::as_str))
+            .collect();
+        match names.as_slice() {
+            [] => f.write_str("one by one: none"),
+            _ => write!(f, "one by one: {}", names.join(", ")),
+        }
+    }
 }
 
 /// The request headers a configuration looks at.

@@ -547,20 +547,6 @@ impl Worker {
     }
 }
 
-fn reads_list(reads: &access::Reads) -> String {
-    let authority = reads.authority.then_some(":authority");
-    let names: Vec<&str> = authority
-        .into_iter()
-        .chain(reads.first.iter().map(String::as_str))
-        .chain(reads.all.iter().map(String::as_str))
-        .collect();
-    if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
-    }
-}
-
 /// The request headers of the current (or effective) context, one by one.
 struct HostHeaders;
 
@@ -629,13 +615,7 @@ impl RootContext for Root {
             }
         };
         log::debug!("{FILTER}: signature backend {backend:?}");
-        match &compiled.access {
-            Access::Single(reads) => log::info!(
-                "{FILTER}: request headers read one by one: {}",
-                reads_list(reads)
-            ),
-            Access::Map => log::info!("{FILTER}: request headers read as a whole map"),
-        }
+        log::info!("{FILTER}: request headers read {}", compiled.access);
         let remote: Vec<RemoteKeys> = compiled
             .providers
             .iter()

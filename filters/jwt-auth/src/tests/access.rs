@@ -136,6 +136,20 @@ fn plan_reads_what_rules_and_token_locations_need() {
 }
 
 #[test]
+fn plan_is_logged_as_the_names_read() {
+    let c = with_rules(
+        r#","from":[{"header":"x-token"}]"#,
+        r#"{"match":{"host":{"exact":"h"},"methods":["GET"]},"requires":{"provider":"idp"}}"#,
+    );
+    assert_eq!(
+        c.access.to_string(),
+        "one by one: :authority, :method, x-token"
+    );
+    assert_eq!(one_provider("").access.to_string(), "one by one: none");
+    assert_eq!(Access::Map.to_string(), "as a whole map");
+}
+
+#[test]
 fn plan_skips_providers_no_rule_requires() {
     let c = one_provider("");
     assert_eq!(single(&c), &Reads::default(), "no rules: nothing to read");
