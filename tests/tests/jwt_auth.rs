@@ -521,7 +521,10 @@ struct Outcome {
     upstream: Option<BTreeMap<String, Vec<Vec<u8>>>>,
 }
 
-fn outcome(envoy: &Envoy, echo: &EchoUpstream, headers: &[(&str, Vec<u8>)]) -> Outcome {
+/// Request headers, names given twice sent twice.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+fn outcome(envoy: &Envoy, echo: &EchoUpstream, headers: &Headers) -> Outcome {
     let before = echo.request_count();
     let mut req = envoy.req("GET", "/api/x");
     for (name, value) in headers {
@@ -616,7 +619,7 @@ fn repeated_headers_decide_as_with_the_whole_map() {
         error: Some(code.to_string()),
         upstream: None,
     };
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Outcome)> = vec![
+    let cases: Vec<(&str, Headers, Outcome)> = vec![
         (
             "one bearer token",
             vec![h("authorization", &bearer(&good))],
