@@ -22,7 +22,9 @@ pub fn headers(map: MapType) -> HeaderList {
     }
 }
 
-/// One header's value (the first, if repeated); `None` if absent or unreadable.
+/// The first value of one header, in one host call; `None` if absent. (Envoy
+/// returns only the first value of a repeated header; an empty value is
+/// `Some` and empty.)
 pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
     match hostcalls::get_map_value_bytes(map, name) {
         Ok(value) => value,
@@ -60,6 +62,17 @@ pub fn write_back(map: MapType, headers: &HeaderList) {
     }
     for edit in edits {
         match edit {
+            Edit::Remove(name) => remove_header(map, name),
+            Edit::Set(name, value) => set_header(map, name, value),
+            Edit::Add(name, value) => add_header(map, name, value),
+        }
+    }
+}
+
+/// Applies edits in order, one host call each.
+pub fn apply_edits(map: MapType, edits: &[Edit]) {
+    for edit in edits {
+        match *edit {
             Edit::Remove(name) => remove_header(map, name),
             Edit::Set(name, value) => set_header(map, name, value),
             Edit::Add(name, value) => add_header(map, name, value),

@@ -6,6 +6,7 @@ use jsonwebtoken::Algorithm;
 use pwf_tests::jwt::{demo_claims, demo_token, fixture_jwks, sign, unix_now, TestKey, DEMO_ISSUER};
 use pwf_tests::{EchoUpstream, Envoy, Idp, Response};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const CONFIG: &str = "envoy-configs/jwt-auth.yaml";
@@ -419,29 +420,36 @@ fn token_from_query_parameter_and_cookie() {
     assert_denied(&resp, 401, "missing");
 }
 
+/// Puts header-transform after jwt-auth, copying the claims filter state
+/// (read like any Envoy attribute) to `x-claims`, or `none` without it.
+fn add_claims_reader(c: &mut Value) {
+    let filters = c
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .and_then(Value::as_array_mut)
+        .unwrap();
+    let mut transform = filters[0].clone();
+    transform["name"] = json!("header-transform");
+    let config = &mut transform["typed_config"]["config"];
+    config["name"] = json!("header-transform");
+    config["root_id"] = json!("header-transform");
+    config["vm_config"]["vm_id"] = json!("header-transform");
+    config["vm_config"]["code"]["local"]["filename"] =
+        json!("target/wasm32-wasip1/release/header_transform.wasm");
+    config["configuration"]["value"] = json!(
+        r#"{"request":[{"operations":[{"set":{"header":"x-claims","value":"${attr.jwt_auth_claims:-none}"}}]}]}"#
+    );
+    filters.insert(1, transform);
+}
+
 #[test]
 fn verified_claims_reach_later_filters_through_filter_state() {
     // jwt-auth then header-transform, which reads the claims property like any Envoy attribute.
     let echo = EchoUpstream::start("echo");
     let envoy = Envoy::builder(CONFIG)
         .upstream(18000, &echo)
-        .edit(|c| {
-            let filters = c
-                .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
-                .and_then(Value::as_array_mut)
-                .unwrap();
-            let mut transform = filters[0].clone();
-            transform["name"] = json!("header-transform");
-            let config = &mut transform["typed_config"]["config"];
-            config["name"] = json!("header-transform");
-            config["root_id"] = json!("header-transform");
-            config["vm_config"]["vm_id"] = json!("header-transform");
-            config["vm_config"]["code"]["local"]["filename"] = json!("target/wasm32-wasip1/release/header_transform.wasm");
-            config["configuration"]["value"] = json!(
-                r#"{"request":[{"operations":[{"set":{"header":"x-claims","value":"${attr.jwt_auth_claims:-none}"}}]}]}"#
-            );
-            filters.insert(1, transform);
-        })
+        .edit(add_claims_reader)
         .start();
     let resp = get_with_token(
         &envoy,
@@ -458,6 +466,261 @@ fn verified_claims_reach_later_filters_through_filter_state() {
         echo.last_request().unwrap().header("x-claims").as_deref(),
         Some("none")
     );
+}
+
+#[test]
+fn claims_filter_state_is_on_by_default_and_can_be_turned_off() {
+    let token = demo_token("carol", json!({"plan": "free"}));
+    for setting in [None, Some(true), Some(false)] {
+        let mut config: Value = serde_json::from_str(&inline_provider(json!({
+            "claims_to_headers": [{"claim": "sub", "header": "x-jwt-sub"}]
+        })))
+        .unwrap();
+        if let Some(on) = setting {
+            config["claims_filter_state"] = json!(on);
+        }
+        let echo = EchoUpstream::start("echo");
+        let envoy = Envoy::builder(CONFIG)
+            .upstream(18000, &echo)
+            .plugin_config(&config.to_string())
+            .edit(add_claims_reader)
+            .start();
+        // The second request is a cache hit: its claims come from the cache entry.
+        for _ in 0..2 {
+            let resp = get_with_token(&envoy, "/api/x", &token);
+            assert_eq!(resp.status, 200, "{setting:?}: {}", resp.text());
+            let got = echo.last_request().unwrap();
+            assert_eq!(
+                got.header("x-jwt-sub").as_deref(),
+                Some("carol"),
+                "{setting:?}: claim headers either way"
+            );
+            assert_eq!(got.header("authorization"), None);
+            let claims = got.header("x-claims").unwrap();
+            if setting == Some(false) {
+                assert_eq!(claims, "none", "no filter state");
+            } else {
+                let claims: Value = serde_json::from_str(&claims).unwrap();
+                let expected = pwf_tests::jwt_parts(&token).1;
+                assert_eq!(claims, json!({"demo": expected}), "{setting:?}");
+            }
+        }
+        assert_eq!(metric(&envoy, "cache.hits"), 1, "{setting:?}");
+        assert!(envoy
+            .log()
+            .contains("jwt_auth: request headers read one by one: :path, authorization"));
+    }
+}
+
+/// What a request did: status, the `error` code of a denial, and the headers
+/// the upstream got (values by name; the ones every request gets left out).
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    status: u16,
+    error: Option<String>,
+    upstream: Option<BTreeMap<String, Vec<Vec<u8>>>>,
+}
+
+/// Request headers, names given twice sent twice.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+fn outcome(envoy: &Envoy, echo: &EchoUpstream, headers: &Headers) -> Outcome {
+    let before = echo.request_count();
+    let mut req = envoy.req("GET", "/api/x");
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    let resp = req.send();
+    let error = (resp.status != 200).then(|| resp.json()["error"].as_str().unwrap().to_string());
+    let upstream = (echo.request_count() > before).then(|| {
+        let mut map: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for (n, v) in echo.last_request().unwrap().headers {
+            let every_request = [
+                "host",
+                "user-agent",
+                "accept",
+                "x-forwarded-proto",
+                "x-request-id",
+                "x-envoy-expected-rq-timeout-ms",
+            ];
+            if !every_request.contains(&n.as_str()) {
+                map.entry(n).or_default().push(v);
+            }
+        }
+        map
+    });
+    Outcome {
+        status: resp.status,
+        error,
+        upstream,
+    }
+}
+
+/// Token headers given twice and rules on a repeated header: read one header
+/// at a time, the filter decides and rewrites exactly as it does when it
+/// reads the whole map. The same configuration, with two unused output
+/// headers added (beyond the single-read budget), reads the whole map.
+#[test]
+fn repeated_headers_decide_as_with_the_whole_map() {
+    let provider = |outputs: Value| {
+        json!({
+            "providers": [{
+                "name": "demo", "issuer": DEMO_ISSUER, "audiences": ["api"],
+                "jwks": {"inline": fixture_jwks()},
+                "from": [{"header": "x-token", "prefix": "Token "},
+                         {"header": "authorization", "prefix": "Bearer "},
+                         {"cookie": "session"}],
+                "claims_to_headers": outputs
+            }],
+            "rules": [
+                {"match": {"headers": [{"name": "x-env", "value": {"exact": "canary"}}]}, "bypass": true},
+                {"match": {"path": {"prefix": "/"}}, "requires": {"provider": "demo"}}
+            ]
+        })
+        .to_string()
+    };
+    let sub = json!([{"claim": "sub", "header": "x-jwt-sub"}]);
+    let padded = json!([{"claim": "sub", "header": "x-jwt-sub"},
+                        {"claim": "pad1", "header": "x-pad-1"},
+                        {"claim": "pad2", "header": "x-pad-2"}]);
+    let start = |config: String| {
+        let echo = EchoUpstream::start("echo");
+        let envoy = Envoy::builder(CONFIG)
+            .upstream(18000, &echo)
+            .plugin_config(&config)
+            .start();
+        (envoy, echo)
+    };
+    let (single, single_echo) = start(provider(sub));
+    let (map, map_echo) = start(provider(padded));
+    assert!(single.log().contains(
+        "jwt_auth: request headers read one by one: :path, x-env, x-token, authorization, cookie"
+    ));
+    assert!(map
+        .log()
+        .contains("jwt_auth: request headers read as a whole map"));
+
+    let good = demo_token("alice", json!({}));
+    let other = demo_token("bob", json!({}));
+    let h = |name: &'static str, value: &str| (name, value.as_bytes().to_vec());
+    let passed = |upstream: &[(&str, &[u8])]| {
+        let mut map: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for (n, v) in upstream {
+            map.entry(n.to_string()).or_default().push(v.to_vec());
+        }
+        Outcome {
+            status: 200,
+            error: None,
+            upstream: Some(map),
+        }
+    };
+    let denied = |code: &str| Outcome {
+        status: 401,
+        error: Some(code.to_string()),
+        upstream: None,
+    };
+    let cases: Vec<(&str, Headers, Outcome)> = vec![
+        (
+            "one bearer token",
+            vec![h("authorization", &bearer(&good))],
+            passed(&[("x-jwt-sub", b"alice")]),
+        ),
+        (
+            // Envoy joins repeated authorization headers into one value.
+            "basic, then bearer",
+            vec![
+                h("authorization", "Basic eDp5"),
+                h("authorization", &bearer(&good)),
+            ],
+            denied("missing"),
+        ),
+        (
+            "bearer, then basic",
+            vec![
+                h("authorization", &bearer(&good)),
+                h("authorization", "Basic eDp5"),
+            ],
+            denied("malformed"),
+        ),
+        (
+            "token header, then another value: the other value stays",
+            vec![
+                h("x-token", &format!("Token {good}")),
+                h("x-token", "other"),
+            ],
+            passed(&[("x-token", b"other"), ("x-jwt-sub", b"alice")]),
+        ),
+        (
+            "another value, then the token header",
+            vec![
+                h("x-token", "other"),
+                h("x-token", &format!("Token {other}")),
+            ],
+            passed(&[("x-token", b"other"), ("x-jwt-sub", b"bob")]),
+        ),
+        (
+            "two tokens: the first one counts",
+            vec![
+                h("x-token", "Token not.a.jwt"),
+                h("x-token", &format!("Token {good}")),
+            ],
+            denied("malformed"),
+        ),
+        (
+            "two good tokens: the first one counts, both are stripped",
+            vec![
+                h("x-token", &format!("Token {other}")),
+                h("x-token", &format!("Token {good}")),
+            ],
+            passed(&[("x-jwt-sub", b"bob")]),
+        ),
+        (
+            "any value of a repeated header matches a rule",
+            vec![h("x-env", "prod"), h("x-env", "canary")],
+            passed(&[("x-env", b"prod"), ("x-env", b"canary")]),
+        ),
+        (
+            "the matching value first",
+            vec![h("x-env", "canary"), h("x-env", "prod")],
+            passed(&[("x-env", b"canary"), ("x-env", b"prod")]),
+        ),
+        (
+            "one value with a comma is one value",
+            vec![h("x-env", "prod,canary")],
+            denied("missing"),
+        ),
+        ("no match", vec![h("x-env", "prod")], denied("missing")),
+        (
+            "cookie header twice",
+            vec![
+                h("cookie", "a=1"),
+                h("cookie", &format!("session={good}; lang=en")),
+            ],
+            passed(&[
+                ("cookie", b"a=1"),
+                ("cookie", b"lang=en"),
+                ("x-jwt-sub", b"alice"),
+            ]),
+        ),
+        (
+            "forged output headers, twice, and bytes that are not UTF-8",
+            vec![
+                h("authorization", &bearer(&good)),
+                h("x-jwt-sub", "mallory"),
+                h("x-jwt-sub", "eve"),
+                ("x-bytes", vec![0xff, b'a', 0x80]),
+            ],
+            passed(&[("x-bytes", &[0xff, b'a', 0x80]), ("x-jwt-sub", b"alice")]),
+        ),
+    ];
+    for (what, headers, expected) in &cases {
+        let got = outcome(&single, &single_echo, headers);
+        assert_eq!(&got, expected, "read one by one: {what}");
+        let got = outcome(&map, &map_echo, headers);
+        assert_eq!(&got, expected, "whole map: {what}");
+    }
+    // The repeated and comma-holding values made the single-read filter read the whole map.
+    assert!(single.log().contains("reading the whole request map"));
 }
 
 #[test]

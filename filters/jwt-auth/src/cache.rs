@@ -1,19 +1,27 @@
 //! A bounded cache of verified tokens, one per worker.
 //!
-//! Keys are SHA-256 of (provider index, token): a 64-bit hash could be ground
-//! for a collision that rides on another token's verification. Entries remember
-//! the key set they were verified with and stop being used after `exp + skew`
-//! (or [`NO_EXP_TTL_S`] for tokens without `exp`). Eviction is FIFO, O(1).
+//! Keys are the provider index and the token's bytes, compared in full: a
+//! lookup only hits an entry for the very same token, so no hash collision can
+//! make one token ride on another's verification. The map hashes keys with
+//! std's `RandomState` (SipHash-1-3 keyed per VM from WASI `random_get`), so
+//! nobody can aim tokens at one bucket; and only verified tokens are inserted.
+//! A key is hashed once per map operation, with no SHA-256: a hit costs one
+//! SipHash of the token and one comparison. An entry holds the token (at most
+//! the provider's `max_token_bytes`) next to its verification.
+//!
+//! Entries remember the key set they were verified with and stop being used
+//! after `exp + skew` (or [`NO_EXP_TTL_S`] for tokens without `exp`). Eviction
+//! is FIFO, O(1).
 
 use crate::verify::Verified;
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 /// How long a token without `exp` stays cached.
 pub const NO_EXP_TTL_S: i64 = 300;
 
-type CacheKey = [u8; 32];
+/// The provider index (8 bytes, little-endian) followed by the token.
+type CacheKey = Rc<[u8]>;
 
 #[derive(Debug)]
 struct Entry {
@@ -26,11 +34,13 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct TokenCache {
     max_entries: usize,
-    map: HashMap<CacheKey, Entry, BuildHasherDefault<DigestHasher>>,
+    map: HashMap<CacheKey, Entry>,
     /// Insertion order; an item is stale when its entry was removed or replaced
     /// (sequence numbers differ).
     order: VecDeque<(CacheKey, u64)>,
     next_seq: u64,
+    /// The key of the last lookup, reused so lookups do not allocate.
+    scratch: Vec<u8>,
     pub hits: u64,
     pub misses: u64,
     /// Live entries dropped to make room.
@@ -68,15 +78,15 @@ impl TokenCache {
         if self.max_entries == 0 {
             return None;
         }
-        let key = cache_key(provider, token);
+        let key = fill_key(&mut self.scratch, provider, token);
         let now = i64::try_from(now).unwrap_or(i64::MAX);
-        match self.map.get(&key) {
+        match self.map.get(key) {
             Some(e) if now <= e.usable_until && e.keys_fingerprint == keys_fingerprint => {
                 self.hits += 1;
                 Some(e.verified.clone())
             }
             Some(_) => {
-                self.map.remove(&key);
+                self.map.remove(key);
                 self.expirations += 1;
                 self.misses += 1;
                 None
@@ -107,16 +117,21 @@ impl TokenCache {
             Some(exp) => exp.saturating_add(skew),
             None => now.saturating_add(NO_EXP_TTL_S),
         };
-        let key = cache_key(provider, token);
-        if !self.map.contains_key(&key) {
-            while self.map.len() >= self.max_entries {
-                self.evict_oldest();
+        let fresh: CacheKey = Rc::from(fill_key(&mut self.scratch, provider, token));
+        // A replaced entry keeps its key: the map and the order share one copy of the token.
+        let key = match self.map.get_key_value(&fresh) {
+            Some((existing, _)) => Rc::clone(existing),
+            None => {
+                while self.map.len() >= self.max_entries {
+                    self.evict_oldest();
+                }
+                fresh
             }
-        }
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.map.insert(
-            key,
+            Rc::clone(&key),
             Entry {
                 verified: verified.clone(),
                 usable_until,
@@ -147,27 +162,10 @@ impl TokenCache {
     }
 }
 
-fn cache_key(provider: usize, token: &[u8]) -> CacheKey {
-    let mut h = Sha256::new();
-    h.update((provider as u64).to_le_bytes());
-    h.update(token);
-    h.finalize().into()
-}
-
-/// Keys are already uniform SHA-256 digests, and only verified tokens are
-/// inserted, so their first 8 bytes hash well; this also avoids seeding a
-/// random hasher in the Wasm VM.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
+/// Writes the key of (`provider`, `token`) into `scratch` and returns it.
+fn fill_key<'a>(scratch: &'a mut Vec<u8>, provider: usize, token: &[u8]) -> &'a [u8] {
+    scratch.clear();
+    scratch.extend_from_slice(&(provider as u64).to_le_bytes());
+    scratch.extend_from_slice(token);
+    scratch
 }

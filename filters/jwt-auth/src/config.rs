@@ -2,6 +2,7 @@
 //! the [`Compiled`] form used on the request path (keys parsed, algorithms,
 //! claim paths and matchers resolved, header names validated).
 
+use crate::access::{self, Access};
 use crate::jwks::{self, KeySet};
 use crate::outputs::ClaimHeader;
 use crate::rules::{Requirement, Rule, RuleAction};
@@ -19,7 +20,7 @@ use serde_json::Value;
 use std::rc::Rc;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -29,6 +30,9 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Store the verified claims as filter state for later filters.
+    #[serde(default = "default_true")]
+    pub claims_filter_state: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +178,17 @@ pub struct CacheConfig {
     pub max_entries: usize,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            rules: Vec::new(),
+            cache: CacheConfig::default(),
+            claims_filter_state: true,
+        }
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
@@ -255,9 +270,13 @@ pub struct Compiled {
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
     pub cache_max_entries: usize,
+    /// Whether verified claims go to filter state ([`crate::glue::CLAIMS_PROPERTY`]).
+    pub claims_filter_state: bool,
     /// Every header any provider writes (claims and payload), removed from
     /// every request so clients cannot forge them.
     pub output_headers: Vec<String>,
+    /// How request headers are read and written.
+    pub access: Access,
 }
 
 /// One compiled provider.
@@ -343,10 +362,29 @@ impl Config {
                 .field("max_entries")
                 .error(format!("must be at most {MAX_CACHE_ENTRIES}")));
         }
+        let required: Vec<usize> = rules
+            .iter()
+            .filter_map(|r| match &r.action {
+                RuleAction::Require { requirement, .. } => Some(requirement.providers()),
+                RuleAction::Bypass => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        let access = access::plan(
+            self.rules.iter().map(|r| &r.match_),
+            providers
+                .iter()
+                .filter(|p| required.contains(&p.index))
+                .flat_map(|p| &p.from),
+            &output_headers,
+        );
         Ok(Compiled {
+            access,
             providers,
             rules,
             cache_max_entries: self.cache.max_entries,
+            claims_filter_state: self.claims_filter_state,
             output_headers,
         })
     }
@@ -823,8 +861,3 @@ fn compile_requirement(
         _ => Err(path.error("exactly one of 'provider', 'any_of' or 'all_of' is required")),
     }
 }
-
-// The crate's native tests live in src/tests/ (lib.rs belongs to the glue).
-#[cfg(test)]
-#[path = "tests/mod.rs"]
-mod tests;

@@ -7,6 +7,7 @@
 //! lease, and finishes held requests once their keys arrived, a fetch failed,
 //! or their deadline passed.
 
+use crate::access::{self, Access};
 use crate::cache::TokenCache;
 use crate::config::{Compiled, Config};
 use crate::jwks::{self, KeySet};
@@ -109,6 +110,8 @@ struct RemoteKeys {
 struct Held {
     context_id: u32,
     headers: HeaderList,
+    /// `headers` holds only the headers read one by one ([`Access::Single`]).
+    single: bool,
     deadline_ms: u64,
     /// (provider, key version when held, failures when held)
     waiting_on: Vec<(usize, Option<u64>, u32)>,
@@ -307,11 +310,34 @@ impl Worker {
         r.version = Some(now);
     }
 
-    /// Decides a request; `may_hold` allows pausing it for keys.
-    fn handle(self: &Rc<Self>, context_id: u32, mut headers: HeaderList, may_hold: bool) -> Action {
+    /// The request headers this configuration needs, and whether they were
+    /// read one by one (else the whole map, with clients' output headers removed).
+    fn read_request(&self) -> (HeaderList, bool) {
+        if let Access::Single(reads) = &self.compiled.access {
+            match access::read(reads, &mut HostHeaders) {
+                Some(headers) => return (headers, true),
+                None => log::debug!(
+                    "{FILTER}: a header has several values or a comma; reading the whole request map"
+                ),
+            }
+        }
+        let mut headers = host::headers(HeaderMapType::HttpRequestHeaders);
+        outputs::scrub(&self.compiled, &mut headers);
+        (headers, false)
+    }
+
+    /// Decides a request; `single` says how `headers` were read
+    /// ([`read_request`](Self::read_request)); `may_hold` allows pausing it for keys.
+    fn handle(
+        self: &Rc<Self>,
+        context_id: u32,
+        mut headers: HeaderList,
+        single: bool,
+        may_hold: bool,
+    ) -> Action {
         let now = now_ms();
         if may_hold {
-            if let Some(held) = self.hold_for_initial_keys(context_id, &headers, now) {
+            if let Some(held) = self.hold_for_initial_keys(context_id, &headers, single, now) {
                 return held;
             }
         }
@@ -326,7 +352,7 @@ impl Worker {
                 .filter(|&p| self.request_refetch(p, now))
                 .collect();
             if !refetch.is_empty() {
-                return self.hold(context_id, headers, &refetch, now);
+                return self.hold(context_id, headers, single, &refetch, now);
             }
         }
         for (_, result) in &evaluation.checks {
@@ -355,7 +381,7 @@ impl Worker {
                         skipped.problem.as_str()
                     );
                 }
-                if !verified.is_empty() {
+                if compiled.claims_filter_state && !verified.is_empty() {
                     let claims = outputs::claims_json(compiled, &verified);
                     if let Err(status) =
                         hostcalls::set_property(vec![CLAIMS_PROPERTY], Some(claims.as_bytes()))
@@ -365,7 +391,10 @@ impl Worker {
                         );
                     }
                 }
-                if headers.is_changed() {
+                if single {
+                    let edits = access::edits(&compiled.output_headers, &headers);
+                    host::apply_edits(HeaderMapType::HttpRequestHeaders, &edits);
+                } else if headers.is_changed() {
                     host::write_back(HeaderMapType::HttpRequestHeaders, &headers);
                 }
                 if evaluation.rule.is_some() {
@@ -384,7 +413,12 @@ impl Worker {
                     denial.code(),
                     denial.message()
                 );
-                let challenge = denial.www_authenticate(&outputs::realm(&headers));
+                let realm = if single {
+                    outputs::realm(&access::realm_headers(&mut HostHeaders))
+                } else {
+                    outputs::realm(&headers)
+                };
+                let challenge = denial.www_authenticate(&realm);
                 pwf_shared::reply::send_json_error(
                     denial.status(),
                     denial.code(),
@@ -402,6 +436,7 @@ impl Worker {
         self: &Rc<Self>,
         context_id: u32,
         headers: &HeaderList,
+        single: bool,
         now: u64,
     ) -> Option<Action> {
         let waiting: Vec<usize> = self
@@ -415,7 +450,7 @@ impl Worker {
                         .is_some_and(|(_, status_key)| read_status(&status_key).failures == 0)
             })
             .collect();
-        (!waiting.is_empty()).then(|| self.hold(context_id, headers.clone(), &waiting, now))
+        (!waiting.is_empty()).then(|| self.hold(context_id, headers.clone(), single, &waiting, now))
     }
 
     /// Asks for an unknown-`kid` refetch across workers; false during the cooldown.
@@ -439,6 +474,7 @@ impl Worker {
         self: &Rc<Self>,
         context_id: u32,
         headers: HeaderList,
+        single: bool,
         providers: &[usize],
         now: u64,
     ) -> Action {
@@ -459,6 +495,7 @@ impl Worker {
         self.held.borrow_mut().push(Held {
             context_id,
             headers,
+            single,
             deadline_ms,
             waiting_on,
         });
@@ -494,7 +531,7 @@ impl Worker {
             if hostcalls::set_effective_context(h.context_id).is_err() {
                 continue;
             }
-            if self.handle(h.context_id, h.headers, false) == Action::Continue {
+            if self.handle(h.context_id, h.headers, h.single, false) == Action::Continue {
                 let _ = hostcalls::resume_http_request();
             }
         }
@@ -507,6 +544,19 @@ impl Worker {
                 r.version != *version || read_status(&r.status_key).failures > *failures
             })
         })
+    }
+}
+
+/// The request headers of the current (or effective) context, one by one.
+struct HostHeaders;
+
+impl access::Source for HostHeaders {
+    fn first(&mut self, name: &str) -> Option<Vec<u8>> {
+        host::header(HeaderMapType::HttpRequestHeaders, name)
+    }
+
+    fn joined(&mut self, name: &str) -> Option<Vec<u8>> {
+        host::property(&["request", "headers", name])
     }
 }
 
@@ -565,6 +615,7 @@ impl RootContext for Root {
             }
         };
         log::debug!("{FILTER}: signature backend {backend:?}");
+        log::info!("{FILTER}: request headers read {}", compiled.access);
         let remote: Vec<RemoteKeys> = compiled
             .providers
             .iter()
@@ -653,9 +704,8 @@ impl Context for Request {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let mut headers = host::headers(HeaderMapType::HttpRequestHeaders);
-        outputs::scrub(&self.worker.compiled, &mut headers);
-        self.worker.handle(self.context_id, headers, true)
+        let (headers, single) = self.worker.read_request();
+        self.worker.handle(self.context_id, headers, single, true)
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {

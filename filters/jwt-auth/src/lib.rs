@@ -1,10 +1,11 @@
 //! jwt-auth: a proxy-wasm HTTP filter that validates bearer JWTs.
 //!
 //! - [`config`]: serde types and validation;
-//! - [`token`], [`jwks`], [`verify`], [`rules`], [`outputs`], [`cache`]: pure logic, unit-tested natively;
+//! - [`token`], [`jwks`], [`verify`], [`rules`], [`outputs`], [`cache`], [`access`]: pure logic, unit-tested natively;
 //! - [`native_crypto`]: RSA and ECDSA verification through Envoy's `verify_signature` foreign function;
 //! - [`glue`]: the proxy-wasm contexts, JWKS fetching and sharing across workers.
 
+pub mod access;
 pub mod cache;
 pub mod config;
 pub mod glue;
@@ -15,6 +16,10 @@ pub mod remote;
 pub mod rules;
 pub mod token;
 pub mod verify;
+
+// Native tests of the pure modules (src/tests/).
+#[cfg(test)]
+mod tests;
 
 #[allow(unsafe_code)]
 mod entry {

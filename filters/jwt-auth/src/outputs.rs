@@ -7,7 +7,7 @@ use crate::token;
 use crate::verify::{ClaimPath, Verified};
 use pwf_shared::headers::{value_problem, ValueProblem};
 use pwf_shared::HeaderList;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Largest claim header value written; larger ones are skipped and reported.
 pub const MAX_CLAIM_HEADER_BYTES: usize = 8192;
@@ -107,15 +107,34 @@ fn header_text(value: &Value, separator: &str) -> Option<String> {
 }
 
 /// `{"<provider name>": <payload>, ...}` for every verified token, as compact
-/// JSON, for the filters after this one.
+/// JSON, for the filters after this one. Names are in sorted order, as a
+/// `serde_json` object prints them. A payload already serialized
+/// ([`Verified::payload_json`]) is copied, not serialized again.
 pub fn claims_json(compiled: &Compiled, verified: &[Verified]) -> String {
-    let mut map = Map::new();
-    for v in verified {
-        if let Some(p) = compiled.providers.get(v.provider) {
-            map.insert(p.name.clone(), (*v.payload).clone());
+    let mut named: Vec<(&str, &Verified)> = verified
+        .iter()
+        .filter_map(|v| Some((compiled.providers.get(v.provider)?.name.as_str(), v)))
+        .collect();
+    // Stable: of two tokens for one name, the later one wins (as a map insert would).
+    named.sort_by_key(|(name, _)| *name);
+    let mut out = String::from("{");
+    let mut iter = named.iter().peekable();
+    while let Some((name, v)) = iter.next() {
+        if iter.peek().is_some_and(|(next, _)| next == name) {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(*name).to_string());
+        out.push(':');
+        match &v.payload_json {
+            Some(json) => out.push_str(json),
+            None => out.push_str(&v.payload.to_string()),
         }
     }
-    Value::Object(map).to_string()
+    out.push('}');
+    out
 }
 
 /// The realm for `WWW-Authenticate`, as Envoy's jwt_authn builds it:

@@ -323,7 +323,10 @@ impl RequestChecker<'_> {
             );
         }
         match verify(&found.token, p, &keys, self.now) {
-            Ok(v) => {
+            Ok(mut v) => {
+                if self.compiled.claims_filter_state {
+                    v.payload_json = Some(Rc::from(v.payload.to_string()));
+                }
                 self.cache.insert(
                     provider,
                     &found.token,

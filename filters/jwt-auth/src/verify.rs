@@ -159,6 +159,10 @@ pub struct Verified {
     pub payload: Rc<Value>,
     /// The payload segment as sent (base64url), for `payload_header`.
     pub payload_segment: Rc<str>,
+    /// The payload as compact JSON, for the claims filter state: set by
+    /// [`crate::rules`] when that is on, and kept in the cache with the rest,
+    /// so a cache hit does not serialize the payload again.
+    pub payload_json: Option<Rc<str>>,
     pub exp: Option<i64>,
     /// Index of the provider's `from` entry the token was read from; set when
     /// the token came from a request (see [`crate::rules`]), `None` from [`verify`].
@@ -308,6 +312,7 @@ pub fn verify(
         payload: Rc::new(payload),
         // The segment is base64url, hence ASCII.
         payload_segment: Rc::from(std::str::from_utf8(p).unwrap_or_default()),
+        payload_json: None,
         exp,
         source: None,
     })

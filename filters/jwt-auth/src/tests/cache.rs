@@ -13,6 +13,7 @@ fn verified(exp: Option<i64>) -> Verified {
         provider: 0,
         payload: Rc::new(json!({"sub": "alice"})),
         payload_segment: Rc::from("e30"),
+        payload_json: None,
         exp,
         source: None,
     }
@@ -28,6 +29,57 @@ fn hit_and_miss() {
     assert_eq!(c.get(0, b"other", 1, NOW), None);
     assert_eq!(c.get(1, b"tok", 1, NOW), None, "keyed by provider too");
     assert_eq!((c.hits, c.misses, c.len()), (1, 3, 1));
+}
+
+#[test]
+fn keys_are_the_whole_token_compared_in_full() {
+    let mut c = TokenCache::new(8);
+    let v = verified(Some(NOW as i64 + 100));
+    c.insert(0, b"header.payload.sig", 1, &v, SKEW, NOW);
+    for other in [
+        b"header.payload.si".as_slice(),
+        b"header.payload.sig.",
+        b"header.payload.siG",
+        b"Header.payload.sig",
+        b"",
+    ] {
+        assert_eq!(c.get(0, other, 1, NOW), None, "{other:?}");
+    }
+    // The provider index is a fixed-width prefix: provider 1 with token "t"
+    // never meets provider 0 with a token that starts with that index.
+    c.insert(1, b"t", 1, &v, SKEW, NOW);
+    let mut shifted = 1u64.to_le_bytes().to_vec();
+    shifted.extend_from_slice(b"t");
+    assert_eq!(c.get(0, &shifted, 1, NOW), None);
+    assert_eq!(c.get(1, b"t", 1, NOW), Some(v.clone()));
+    assert_eq!(c.get(0, b"header.payload.sig", 1, NOW), Some(v));
+    assert_eq!((c.hits, c.misses, c.len()), (2, 6, 2));
+}
+
+#[test]
+fn reinserting_a_token_replaces_its_entry() {
+    let mut c = TokenCache::new(2);
+    let old = verified(Some(NOW as i64 + 100));
+    let new = verified(Some(NOW as i64 + 200));
+    c.insert(0, b"a", 1, &old, SKEW, NOW);
+    c.insert(0, b"a", 2, &new, SKEW, NOW);
+    c.insert(0, b"b", 2, &old, SKEW, NOW);
+    assert_eq!(
+        (c.len(), c.evictions),
+        (2, 0),
+        "a replacement takes no extra room"
+    );
+    assert_eq!(
+        c.get(0, b"a", 1, NOW),
+        None,
+        "the old key set's entry is gone"
+    );
+    c.insert(0, b"a", 2, &new, SKEW, NOW);
+    assert_eq!(
+        c.get(0, b"a", 2, NOW + 250),
+        Some(new),
+        "usable until the new exp + skew"
+    );
 }
 
 #[test]

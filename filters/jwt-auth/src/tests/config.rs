@@ -27,7 +27,17 @@ fn defaults() {
     assert_eq!(p.on_jwks_unavailable, OnJwksUnavailable::Deny);
     assert!(matches!(&p.keys, KeySource::Static(k) if k.len() == 4));
     assert_eq!(c.cache_max_entries, 1024);
+    assert!(
+        c.claims_filter_state,
+        "claims go to filter state unless turned off"
+    );
     assert!(c.rules.is_empty() && c.output_headers.is_empty());
+
+    let off = compile(&format!(
+        r#"{{"providers":[{}],"claims_filter_state":false}}"#,
+        jwks_provider("idp", "")
+    ));
+    assert!(!off.claims_filter_state);
 
     let hs = compile(&format!(
         r#"{{"providers":[{}]}}"#,
@@ -163,6 +173,8 @@ fn bad_configs_name_the_field_and_reason() {
         (one(r#","clock_skew_s":-1"#), "providers[0].clock_skew_s", "invalid value"),
         (one(r#","on_jwks_unavailable":"maybe""#), "providers[0].on_jwks_unavailable", "unknown variant"),
         (r#"{"cache":{"max_entries":"many"}}"#.into(), "cache.max_entries", "invalid type"),
+        (r#"{"claims_filter_state":"no"}"#.into(), "claims_filter_state", "invalid type"),
+        (r#"{"claims_filter_sate":false}"#.into(), "claims_filter_sate", "unknown field"),
         // Provider identity.
         (r#"{"providers":[{"name":"IdP","issuer":"i","secret":{"env":"JWT_SECRET"}}]}"#.into(), "providers[0].name", "lower-case"),
         (r#"{"providers":[{"name":"","issuer":"i","secret":{"env":"JWT_SECRET"}}]}"#.into(), "providers[0].name", "non-empty"),

@@ -1,5 +1,6 @@
 //! Native tests of the pure modules, with the keys in `testdata/`.
 
+mod access;
 mod cache;
 mod config;
 mod jwks;

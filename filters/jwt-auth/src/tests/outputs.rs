@@ -36,6 +36,7 @@ fn verified_with(payload: Value) -> Verified {
         provider: 0,
         payload: Rc::new(payload),
         payload_segment: Rc::from("eyJzdWIiOiJhbGljZSJ9"),
+        payload_json: None,
         exp: None,
         source: None,
     }
@@ -219,6 +220,64 @@ fn claims_json_keys_payloads_by_provider_name() {
         r#"{"idp":{"n":1,"sub":"alice"},"partner":{"scope":["x"],"sub":"svc"}}"#
     );
     assert_eq!(claims_json(&c, &[]), "{}");
+}
+
+/// What `claims_json` printed before it reused serialized payloads: a
+/// `serde_json` map of provider name to payload.
+fn claims_json_reference(c: &Compiled, verified: &[Verified]) -> String {
+    let mut map = serde_json::Map::new();
+    for v in verified {
+        map.insert(c.providers[v.provider].name.clone(), (*v.payload).clone());
+    }
+    Value::Object(map).to_string()
+}
+
+#[test]
+fn claims_json_from_kept_payload_json_is_what_serializing_prints() {
+    let c = compile(&format!(
+        r#"{{"providers":[{},{},{}]}}"#,
+        jwks_provider("zeta", ""),
+        secret_provider("alpha", ""),
+        jwks_provider("mid-1", "")
+    ));
+    let payloads = [
+        json!({"sub": "z\"q\u{e9}\n", "aud": ["a", "b"], "n": 1.5, "nested": {"b": 1, "a": [null, true]}}),
+        json!({"sub": "svc", "scope": "x y"}),
+        json!({}),
+    ];
+    let with_json = |provider: usize, keep: bool| {
+        let mut v = verified_with(payloads[provider].clone());
+        v.provider = provider;
+        if keep {
+            v.payload_json = Some(Rc::from(v.payload.to_string()));
+        }
+        v
+    };
+    for keep in [false, true] {
+        let cases: Vec<Vec<Verified>> = vec![
+            vec![with_json(0, keep)],
+            vec![with_json(0, keep), with_json(1, keep)],
+            vec![with_json(2, keep), with_json(0, !keep), with_json(1, keep)],
+            // Two tokens for one provider: the later one wins, as in a map.
+            vec![with_json(1, keep), {
+                let mut later = with_json(0, keep);
+                later.provider = 1;
+                later
+            }],
+        ];
+        for verified in cases {
+            assert_eq!(
+                claims_json(&c, &verified),
+                claims_json_reference(&c, &verified),
+                "keep {keep}: {verified:?}"
+            );
+        }
+    }
+    let both = claims_json(&c, &[with_json(0, true), with_json(1, true)]);
+    assert!(
+        both.starts_with(r#"{"alpha":{"scope":"x y","sub":"svc"},"zeta":{"#),
+        "{both}"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ fn verified(provider: usize) -> Verified {
         provider,
         payload: Rc::new(json!({"sub": format!("user-{provider}")})),
         payload_segment: Rc::from("e30"),
+        payload_json: None,
         exp: None,
         source: Some(0),
     }
@@ -252,6 +253,10 @@ fn bypass_checks_nothing() {
 const PARTNER_ISS: &str = "https://partner.example.com";
 
 fn config() -> Compiled {
+    compile(&config_json())
+}
+
+fn config_json() -> String {
     let partner = format!(
         r#"{{"name":"partner","issuer":"{PARTNER_ISS}","secret":{{"env":"JWT_SECRET"}},
             "from":[{{"header":"x-partner-token"}}]}}"#
@@ -261,7 +266,7 @@ fn config() -> Compiled {
     let remote_soft = r#"{"name":"remote-soft","issuer":"https://idp.example.com",
         "jwks":{"remote":{"cluster":"idp","path":"/jwks"}},"from":[{"query":"soft_token"}],
         "on_jwks_unavailable":"allow"}"#;
-    compile(&format!(
+    format!(
         r#"{{"providers":[{idp},{partner},{remote},{remote_soft}],
           "rules":[
             {{"match":{{"path":{{"prefix":"/health"}}}},"bypass":true}},
@@ -274,7 +279,7 @@ fn config() -> Compiled {
             {{"match":{{"path":{{"prefix":"/remote/"}}}},"requires":{{"any_of":["remote","remote-soft"]}}}}
           ]}}"#,
         idp = jwks_provider("idp", ""),
-    ))
+    )
 }
 
 fn req(method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderList {
@@ -352,6 +357,42 @@ fn provider_rule_verifies_then_hits_the_cache() {
     assert_eq!(again.checks, [(0, CheckResult::Verified { cached: true })]);
     assert_eq!(again.decision, e.decision);
     assert_eq!((cache.hits, cache.misses), (1, 1));
+}
+
+/// The payload JSON for the filter state is made once, on verification, and
+/// comes back from the cache; without the filter state it is never made.
+#[test]
+fn payload_json_is_made_on_verification_only_with_the_filter_state() {
+    let token = idp_token();
+    let auth = bearer(&token);
+    let h = req("GET", "/api/items", &[("authorization", &auth)]);
+    let verified_of = |c: &Compiled, cache: &mut TokenCache| match c
+        .authorize(&h, NOW, &no_remote_keys, cache)
+        .decision
+    {
+        Decision::Allow { mut verified } if verified.len() == 1 => verified.remove(0),
+        other => panic!("{other:?}"),
+    };
+    let on = config();
+    assert!(on.claims_filter_state);
+    let mut cache = TokenCache::new(16);
+    let first = verified_of(&on, &mut cache);
+    let json = first.payload_json.clone().expect("payload JSON");
+    assert_eq!(&*json, first.payload.to_string());
+    let hit = verified_of(&on, &mut cache);
+    assert_eq!(cache.hits, 1);
+    assert!(
+        Rc::ptr_eq(hit.payload_json.as_ref().unwrap(), &json),
+        "shared, not rebuilt"
+    );
+
+    let off =
+        compile(&config_json().replacen(r#""rules""#, r#""claims_filter_state":false,"rules""#, 1));
+    assert!(!off.claims_filter_state);
+    let mut cache = TokenCache::new(16);
+    assert_eq!(verified_of(&off, &mut cache).payload_json, None);
+    assert_eq!(verified_of(&off, &mut cache).payload_json, None);
+    assert_eq!(cache.hits, 1);
 }
 
 #[test]
