@@ -191,9 +191,9 @@ impl Worker {
             return;
         }
         let status = read_status(&r.status_key);
-        let Some(reason) = remote::fetch_due(&r.policy, r.version, &status, now) else {
+        if remote::fetch_due(&r.policy, r.version, &status, now).is_none() {
             return;
-        };
+        }
         if Lease::try_acquire(
             &HostStore,
             &r.lease_key,
@@ -204,6 +204,14 @@ impl Worker {
         {
             return;
         }
+        // Another worker may have finished a fetch between our status read
+        // and winning the lease: check again with fresh records.
+        self.sync_keys(r);
+        let status = read_status(&r.status_key);
+        let Some(reason) = remote::fetch_due(&r.policy, r.version, &status, now) else {
+            let _ = Lease::release(&HostStore, &r.lease_key, self.owner_id);
+            return;
+        };
         let Some(rj) = self
             .compiled
             .providers
@@ -346,7 +354,9 @@ impl Worker {
             let mut cache = self.cache.borrow_mut();
             compiled.authorize(&headers, now / 1000, &|p| self.keys_of(p), &mut cache)
         };
-        if may_hold {
+        // An unknown kid matters only if the request is denied: with `any_of`,
+        // another provider may have verified the token already.
+        if may_hold && matches!(evaluation.decision, Decision::Deny(_)) {
             let refetch: Vec<usize> = evaluation
                 .unknown_kid_providers()
                 .filter(|&p| self.request_refetch(p, now))
