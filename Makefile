@@ -81,7 +81,7 @@ demo: setup build
 # BENCH_ARGS, e.g. BENCH_ARGS="--suite header-transform --runs 7"; see bench/README.md.
 bench: setup
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
-	cargo build --release --target $(WASM_TARGET) -p header-transform -p jwt-auth -p jwt-acquire -p empty-filter
+	cargo build --release --target $(WASM_TARGET) -p header-transform -p jwt-auth -p jwt-acquire -p plan-ratelimit -p empty-filter
 	cargo run -q -p pwf-tests --bin bench -- $(BENCH_ARGS)
 
 clean:

@@ -119,7 +119,9 @@ pub struct Variant {
 }
 
 /// What one request must produce. A header maps to `null` (absent), a
-/// string (exactly one value) or an array (all values, in order).
+/// string (exactly one value), an array (all values, in order) or
+/// `{"glob": "..."}` (exactly one value, matching the pattern; for values that
+/// change from request to request, such as a remaining quota).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
@@ -170,6 +172,36 @@ fn default_token_prefix() -> String {
 pub enum Values {
     One(String),
     All(Vec<String>),
+    Like(Glob),
+}
+
+/// `{"glob": "\"bench-second\";r=*;t=*"}`: `*` matches any run of
+/// characters (also none); everything else matches itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Glob {
+    pub glob: String,
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
 }
 
 /// Reads suite `name` (a name in `bench/suites/` or a path to a `.json`
@@ -462,6 +494,14 @@ pub fn check<S: AsRef<str>>(
         None => Vec::new(),
         Some(Values::One(v)) => vec![v],
         Some(Values::All(vs)) => vs.iter().map(String::as_str).collect(),
+        Some(Values::Like(Glob { glob })) => {
+            if !matches!(got.as_slice(), [one] if glob_matches(glob, one)) {
+                errors.push(format!(
+                    "{what}: header {name}: got {got:?}, want one value like {glob:?}"
+                ));
+            }
+            return;
+        }
     };
     if got != want {
         errors.push(format!("{what}: header {name}: got {got:?}, want {want:?}"));
@@ -506,6 +546,35 @@ pub fn route_to_echo(config: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_matches_runs_of_characters() {
+        let p = "\"bench-second\";r=*;t=*";
+        assert!(glob_matches(p, "\"bench-second\";r=999999;t=1"));
+        assert!(glob_matches(p, "\"bench-second\";r=;t="));
+        assert!(!glob_matches(p, "\"bench-day\";r=5;t=1"));
+        assert!(!glob_matches(p, "\"bench-second\";r=5"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("a*b*c", "abbc"));
+        assert!(!glob_matches("a*bc", "abc-"));
+        assert!(!glob_matches("ab*ba", "aba"));
+        assert!(glob_matches("exact", "exact"));
+        assert!(!glob_matches("exact", "exact!"));
+    }
+
+    #[test]
+    fn a_glob_wants_exactly_one_matching_value() {
+        let want: Option<Values> = serde_json::from_str(r#"{"glob": "r=*"}"#).unwrap();
+        let mut errors = Vec::new();
+        check(&mut errors, "t", "h", vec!["r=1"], &want);
+        assert!(errors.is_empty(), "{errors:?}");
+        for got in [vec![], vec!["r=1", "r=2"], vec!["x"]] {
+            check(&mut errors, "t", "h", got, &want);
+        }
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        let bad: Result<Values, _> = serde_json::from_str(r#"{"glob": "*", "other": 1}"#);
+        assert!(bad.is_err());
+    }
 
     #[test]
     fn every_suite_parses_and_names_its_configs() {
