@@ -243,6 +243,8 @@ pub struct Compiled {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub name: String,
+    /// The `RateLimit-Policy` value, built once.
+    pub policy_header: String,
     /// Ordered from the shortest window to the longest: a request denied by a
     /// short window takes nothing from the longer ones.
     pub windows: Vec<Window>,
@@ -406,6 +408,7 @@ fn compile_plan(name: &str, p: &PlanConfig, path: &FieldPath) -> Result<Plan, Co
         }
         return Ok(Plan {
             name: name.to_owned(),
+            policy_header: String::new(),
             windows: Vec::new(),
         });
     }
@@ -447,6 +450,7 @@ fn compile_plan(name: &str, p: &PlanConfig, path: &FieldPath) -> Result<Plan, Co
     windows.sort_by_key(|w| w.per);
     Ok(Plan {
         name: name.to_owned(),
+        policy_header: crate::headers::policy(&windows),
         windows,
     })
 }

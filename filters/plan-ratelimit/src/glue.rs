@@ -1,9 +1,9 @@
 //! proxy-wasm glue: who the request is, the check against the slot table in
 //! shared data, the 429 reply, and the rate limit response headers.
 
-use crate::config::{Compiled, Config, FailureMode, Input, Mode, StoreScope};
+use crate::config::{Compiled, Config, FailureMode, Mode, StoreScope};
 use crate::headers;
-use crate::identity::{self, Sources};
+use crate::identity::{self, RequestView};
 use crate::limiter::{Engine, Verdict, WindowState};
 use crate::rls;
 use crate::slots::Table;
@@ -115,46 +115,23 @@ enum Outcome {
 }
 
 impl Worker {
-    fn needs_headers(&self) -> bool {
+    /// Rules match on the whole request; inputs read single headers.
+    fn needs_header_map(&self) -> bool {
         !self.compiled.rules.is_empty()
-            || self
-                .compiled
-                .plan_from
-                .iter()
-                .chain(&self.compiled.client_from)
-                .any(|i| matches!(i, Input::Header(_)))
-    }
-
-    fn needs_address(&self) -> bool {
-        self.compiled
-            .client_from
-            .iter()
-            .any(|i| matches!(i, Input::ClientAddress))
     }
 
     /// The cost, plan and client of a request, or `None` if it is not limited.
     fn identify(&self, headers: &HeaderList) -> Option<(u32, usize, Vec<u8>)> {
         let cost = self.compiled.cost(headers)?;
-        let claims: Option<Value> = if self.compiled.reads_claims {
-            host::property(&[CLAIMS_PROPERTY]).and_then(|b| serde_json::from_slice(&b).ok())
-        } else {
-            None
-        };
-        let address = if self.needs_address() {
-            host::property(&["source", "address"])
-        } else {
-            None
-        };
-        let src = Sources {
-            claims: claims.as_ref(),
+        let mut req = LazyRequest {
             headers,
-            address: address.as_deref(),
+            claims: None,
         };
         let plan = self
             .compiled
-            .plan(identity::first_raw(&self.compiled.plan_from, &src).as_deref());
+            .plan(identity::first_raw(&self.compiled.plan_from, &mut req).as_deref());
         // Requests without any client input share one anonymous bucket per plan.
-        let client = identity::first(&self.compiled.client_from, &src).unwrap_or_default();
+        let client = identity::first(&self.compiled.client_from, &mut req).unwrap_or_default();
         Some((cost, plan, client))
     }
 
@@ -284,6 +261,35 @@ impl Worker {
         self.metrics
             .live_slots
             .set(u64::from(table.live(&self.store, now)));
+    }
+}
+
+/// Reads what the inputs ask for, each at most once: from the header map if
+/// it was read, else with one host call per header.
+struct LazyRequest<'a> {
+    headers: &'a HeaderList,
+    claims: Option<Option<Value>>,
+}
+
+impl RequestView for LazyRequest<'_> {
+    fn claims(&mut self) -> Option<&Value> {
+        self.claims
+            .get_or_insert_with(|| {
+                host::property(&[CLAIMS_PROPERTY]).and_then(|b| serde_json::from_slice(&b).ok())
+            })
+            .as_ref()
+    }
+
+    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+        if self.headers.is_complete() {
+            self.headers.get(name).map(<[u8]>::to_vec)
+        } else {
+            host::header(HeaderMapType::HttpRequestHeaders, name)
+        }
+    }
+
+    fn address(&mut self) -> Option<Vec<u8>> {
+        host::property(&["source", "address"])
     }
 }
 
@@ -495,7 +501,7 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let worker = Rc::clone(&self.worker);
-        let headers = if worker.needs_headers() {
+        let headers = if worker.needs_header_map() {
             host::headers(HeaderMapType::HttpRequestHeaders)
         } else {
             HeaderList::unread()

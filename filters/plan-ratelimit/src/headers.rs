@@ -2,7 +2,7 @@
 //! draft-ietf-httpapi-ratelimit-headers (structured fields), and optionally
 //! the legacy `X-RateLimit-*` trio.
 
-use crate::config::{Plan, ResponseHeadersConfig};
+use crate::config::{Plan, ResponseHeadersConfig, Window};
 use crate::limiter::WindowState;
 
 /// Whole seconds, rounded up: a client waiting this long is never early.
@@ -10,10 +10,10 @@ pub fn ceil_secs(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000)
 }
 
-/// `"free-second";q=5;w=1, "free-day";q=1000;w=86400`
-pub fn policy(plan: &Plan) -> String {
+/// `"free-second";q=5;w=1, "free-day";q=1000;w=86400` (built once per plan).
+pub fn policy(windows: &[Window]) -> String {
     let mut out = String::new();
-    for (i, w) in plan.windows.iter().enumerate() {
+    for (i, w) in windows.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
@@ -46,7 +46,7 @@ pub fn render(
     };
     let reset = ceil_secs(state.reset_ns);
     if cfg.draft {
-        out.push(("ratelimit-policy", policy(plan)));
+        out.push(("ratelimit-policy", plan.policy_header.clone()));
         out.push((
             "ratelimit",
             format!("\"{}\";r={};t={reset}", window.policy, state.remaining),

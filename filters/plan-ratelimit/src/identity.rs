@@ -5,20 +5,42 @@ use crate::config::Input;
 use pwf_shared::HeaderList;
 use serde_json::Value;
 
-/// What the inputs can read for one request.
-pub struct Sources<'a> {
+/// The values inputs read. The glue reads each lazily, at most once per
+/// request, so inputs after the first one that yields are never read.
+pub trait RequestView {
     /// `jwt_auth_claims`: `{"<provider>": {claims}}`, if a token was verified.
+    fn claims(&mut self) -> Option<&Value>;
+    fn header(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// `source.address`, e.g. `10.0.0.7:51234` or `[::1]:51234`.
+    fn address(&mut self) -> Option<Vec<u8>>;
+}
+
+/// Values given up front (native tests, or a header map already read).
+pub struct Sources<'a> {
     pub claims: Option<&'a Value>,
     pub headers: &'a HeaderList,
-    /// `source.address`, e.g. `10.0.0.7:51234` or `[::1]:51234`.
     pub address: Option<&'a [u8]>,
+}
+
+impl RequestView for Sources<'_> {
+    fn claims(&mut self) -> Option<&Value> {
+        self.claims
+    }
+
+    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.headers.get(name).map(<[u8]>::to_vec)
+    }
+
+    fn address(&mut self) -> Option<Vec<u8>> {
+        self.address.map(<[u8]>::to_vec)
+    }
 }
 
 /// The first input that yields a non-empty value. Values are prefixed with
 /// the input's position, so a header value can never pose as a claim value.
-pub fn first(inputs: &[Input], src: &Sources) -> Option<Vec<u8>> {
+pub fn first(inputs: &[Input], req: &mut impl RequestView) -> Option<Vec<u8>> {
     inputs.iter().enumerate().find_map(|(i, input)| {
-        let value = value(input, src)?;
+        let value = value(input, req)?;
         let mut key = Vec::with_capacity(value.len() + 3);
         key.extend_from_slice(i.to_string().as_bytes());
         key.push(b':');
@@ -28,15 +50,15 @@ pub fn first(inputs: &[Input], src: &Sources) -> Option<Vec<u8>> {
 }
 
 /// The first input's raw value (for plan names, which are matched as is).
-pub fn first_raw(inputs: &[Input], src: &Sources) -> Option<Vec<u8>> {
-    inputs.iter().find_map(|input| value(input, src))
+pub fn first_raw(inputs: &[Input], req: &mut impl RequestView) -> Option<Vec<u8>> {
+    inputs.iter().find_map(|input| value(input, req))
 }
 
-fn value(input: &Input, src: &Sources) -> Option<Vec<u8>> {
+fn value(input: &Input, req: &mut impl RequestView) -> Option<Vec<u8>> {
     let v = match input {
-        Input::Claim { provider, path } => claim(src.claims?, provider.as_deref(), path)?,
-        Input::Header(name) => src.headers.get(name)?.to_vec(),
-        Input::ClientAddress => strip_port(src.address?).to_vec(),
+        Input::Claim { provider, path } => claim(req.claims()?, provider.as_deref(), path)?,
+        Input::Header(name) => req.header(name)?,
+        Input::ClientAddress => strip_port(&req.address()?).to_vec(),
     };
     (!v.is_empty()).then_some(v)
 }

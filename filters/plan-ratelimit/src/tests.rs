@@ -140,42 +140,45 @@ fn inputs_fall_back_in_order_and_are_prefixed() {
     let claims = json!({"demo": {"sub": "alice", "org": {"plan": "demo-plan"}},
                         "idp": {"client_id": "svc", "org": {"plan": "pro"}, "n": 7}});
     let headers = HeaderList::from_pairs([("x-plan", "free"), ("x-api-key", "k1")]);
-    let src = Sources {
+    let mut src = Sources {
         claims: Some(&claims),
         headers: &headers,
         address: Some(b"10.1.2.3:5555"),
     };
-    assert_eq!(identity::first_raw(&c.plan_from, &src).unwrap(), b"pro");
-    assert_eq!(identity::first(&c.client_from, &src).unwrap(), b"0:alice");
-    let no_claims = Sources {
+    assert_eq!(identity::first_raw(&c.plan_from, &mut src).unwrap(), b"pro");
+    assert_eq!(
+        identity::first(&c.client_from, &mut src).unwrap(),
+        b"0:alice"
+    );
+    let mut no_claims = Sources {
         claims: None,
         headers: &headers,
         address: Some(b"10.1.2.3:5555"),
     };
     assert_eq!(
-        identity::first_raw(&c.plan_from, &no_claims).unwrap(),
+        identity::first_raw(&c.plan_from, &mut no_claims).unwrap(),
         b"free"
     );
     assert_eq!(
-        identity::first(&c.client_from, &no_claims).unwrap(),
+        identity::first(&c.client_from, &mut no_claims).unwrap(),
         b"1:k1"
     );
     let empty = HeaderList::default();
-    let only_address = Sources {
+    let mut only_address = Sources {
         claims: None,
         headers: &empty,
         address: Some(b"[2001:db8::1]:443"),
     };
     assert_eq!(
-        identity::first(&c.client_from, &only_address).unwrap(),
+        identity::first(&c.client_from, &mut only_address).unwrap(),
         b"2:2001:db8::1"
     );
-    let nothing = Sources {
+    let mut nothing = Sources {
         claims: None,
         headers: &empty,
         address: None,
     };
-    assert_eq!(identity::first(&c.client_from, &nothing), None);
+    assert_eq!(identity::first(&c.client_from, &mut nothing), None);
     assert_eq!(identity::claim(&claims, None, &["n".into()]).unwrap(), b"7");
 }
 
