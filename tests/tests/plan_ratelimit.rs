@@ -341,3 +341,44 @@ fn a_hundred_thousand_distinct_clients_stay_within_the_slot_table() {
     let live = metric(&envoy, "store.live_slots");
     assert!(live <= SLOTS, "{live}");
 }
+
+/// 40 clients with day-long state through a 16-slot table: most find no
+/// free slot, and `on_store_error` decides.
+fn store_full_outcome(on_store_error: &str) -> (Vec<u16>, u64) {
+    let config = json!({
+        "plans": {"daily": {"limits": [{"requests": 100, "per": "day"}]}},
+        "fallback_plan": "daily",
+        "client_from": [{"header": "x-api-key"}],
+        "store": {"slots": 16},
+        "on_store_error": on_store_error
+    });
+    let (envoy, _echo) = start(Some(&config), 1);
+    let statuses: Vec<u16> = (0..40)
+        .map(|i| {
+            envoy
+                .req("GET", "/f")
+                .header("x-api-key", format!("key-{i}"))
+                .send()
+                .status
+        })
+        .collect();
+    (statuses, metric(&envoy, "store_full"))
+}
+
+#[test]
+fn a_full_slot_table_fails_open_or_closed_as_configured() {
+    let (open, full) = store_full_outcome("allow");
+    assert!(open.iter().all(|s| *s == 200), "{open:?}");
+    assert!(
+        full >= 24,
+        "at most 16 clients got a slot: {full} without one"
+    );
+    let (closed, full) = store_full_outcome("deny");
+    let denied = closed.iter().filter(|s| **s == 503).count() as u64;
+    assert_eq!(denied, full, "{closed:?}");
+    assert!(full >= 24, "{full}");
+    assert_eq!(
+        closed.iter().filter(|s| **s == 200).count() as u64,
+        40 - full
+    );
+}
