@@ -73,9 +73,13 @@ build: setup-rust
 	  awk -v f="$${f#$(ROOT)/}" -v b="$$bytes" 'BEGIN { printf "%-60s %9d bytes %8.1f KiB\n", f, b, b / 1024 }'; \
 	done
 
+# Before the Envoy tests: the test rate limit service (pwf-rls, the only host
+# binary), built with the package selection of the unit tests so that their
+# dependencies are reused (`-p pwf-rls` resolves other features: ~30 crates
+# again, about a minute).
 test: setup build
 	cargo test --workspace --exclude pwf-tests
-	cargo build -p pwf-rls
+	cargo build --workspace --exclude pwf-tests --bins
 	cargo test -p pwf-tests
 
 lint: setup-rust
