@@ -119,7 +119,7 @@ fn jwt_bench_pairs_are_configured_for_the_same_work() {
             p.get("from_headers").is_none(),
             "{native}: default location"
         );
-        // jwt-auth always hands the payload on (filter state).
+        // jwt-auth hands the payload on (filter state, `claims_filter_state: true`).
         assert_eq!(p["payload_in_metadata"], "jwt_payload", "{native}");
         assert_eq!(
             p.get("jwt_cache_config")
