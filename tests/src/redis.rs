@@ -5,7 +5,7 @@
 //! ```no_run
 //! use pwf_tests::Redis;
 //!
-//! let redis = Redis::start();
+//! let mut redis = Redis::start();
 //! assert_eq!(redis.url(), format!("redis://127.0.0.1:{}", redis.port()));
 //! redis.command(&["SET", "k", "v"]);
 //! assert_eq!(redis.dbsize(), 1);

@@ -88,6 +88,10 @@ fn the_suite_runs_these_configs_with_the_goal() {
             ("empty-wasm", "bench/configs/empty-wasm.yaml"),
             ("plan-ratelimit", WASM),
             ("native-local-ratelimit", NATIVE),
+            (
+                "plan-ratelimit-no-headers",
+                "bench/configs/ratelimit-plan-ratelimit-no-headers.yaml"
+            ),
         ]
     );
     assert_eq!(suite["headers"], json!([format!("x-api-key: {API_KEY}")]));
@@ -112,7 +116,11 @@ fn the_suite_runs_these_configs_with_the_goal() {
 
 #[test]
 fn ratelimit_bench_configs_validate() {
-    for path in [WASM, NATIVE] {
+    for path in [
+        WASM,
+        NATIVE,
+        "bench/configs/ratelimit-plan-ratelimit-no-headers.yaml",
+    ] {
         let result = Envoy::builder(path).validate();
         assert!(result.ok, "{path}:\n{}", tail(&result.output, 25));
     }
