@@ -74,6 +74,27 @@ impl fmt::Display for FieldPath {
     }
 }
 
+/// Longest name accepted by [`check_name`].
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a configured name that becomes part of metric names or
+/// shared-data keys: 1 to 64 characters of `a-z`, `0-9`, `_` or `-`.
+/// `what` names the thing in the error, e.g. `"plan name"`.
+pub fn check_name(name: &str, what: &str, path: &FieldPath) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(path.error(format!(
+            "{what} '{name}' must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '_' or '-'"
+        )))
+    }
+}
+
 /// Parses plugin configuration bytes. A missing or empty configuration is
 /// treated as `{}` so filters whose fields all have defaults load without one.
 /// Types should use `#[serde(deny_unknown_fields)]`.
@@ -174,6 +195,21 @@ mod tests {
     fn syntax_error_and_trailing_garbage_are_rejected() {
         assert!(parse_json::<Outer>(Some(b"{")).is_err());
         assert!(parse_json::<Outer>(Some(b"{} x")).is_err());
+    }
+
+    #[test]
+    fn names_for_metrics_and_keys_are_checked() {
+        let p = FieldPath::root().field("name");
+        assert!(check_name("free-tier_2", "plan name", &p).is_ok());
+        for bad in ["", "Free", "a.b", "a b", &"x".repeat(65)] {
+            let err = check_name(bad, "plan name", &p).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "name: plan name '{bad}' must be 1 to 64 characters of a-z, 0-9, '_' or '-'"
+                )
+            );
+        }
     }
 
     #[test]

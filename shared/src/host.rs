@@ -113,6 +113,28 @@ pub fn now() -> SystemTime {
     hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// Host time in milliseconds since the Unix epoch (0 if unavailable).
+pub fn unix_ms() -> u64 {
+    unix_ns() / 1_000_000
+}
+
+/// Host time in nanoseconds since the Unix epoch (0 if unavailable).
+pub fn unix_ns() -> u64 {
+    now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A random u64, e.g. for jitter or a lease owner id (WASI `random_get`
+/// seeds `RandomState`).
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// The plugin configuration bytes (`configuration` in Envoy, `pluginConfig` in Istio).
 pub fn plugin_configuration() -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)

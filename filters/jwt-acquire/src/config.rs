@@ -195,7 +195,6 @@ fn default_retry_max_ms() -> u64 {
     30_000
 }
 
-const MAX_NAME_LEN: usize = 64;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const MAX_HOLD_TIMEOUT_MS: u64 = 60_000;
 const MIN_RESPONSE_BYTES: usize = 256;
@@ -300,7 +299,7 @@ fn compile_source(
     env: EnvLookup,
     path: &FieldPath,
 ) -> Result<Source, ConfigError> {
-    check_name(&s.name, &path.field("name"))?;
+    pwf_shared::config::check_name(&s.name, "source name", &path.field("name"))?;
     let matcher = match &s.matches {
         Some(m) => Some(m.compile(&path.field("match"))?),
         None => None,
@@ -372,22 +371,6 @@ fn compile_source(
         on_unavailable: s.on_unavailable,
         hold_timeout_ms: s.hold_timeout_ms,
     })
-}
-
-/// Names appear in metric names and shared-data keys.
-fn check_name(name: &str, path: &FieldPath) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(path.error(format!(
-            "'{name}' must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '_' or '-'"
-        )))
-    }
 }
 
 fn is_scope_char(b: u8) -> bool {

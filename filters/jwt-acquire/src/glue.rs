@@ -16,13 +16,12 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use pwf_shared::host::{self, HeaderMapType};
+use pwf_shared::host::{random_u64 as random, unix_ms as now_ms};
 use pwf_shared::metrics::{Counter, Gauge, Histogram};
 use pwf_shared::shared_data::{self, HostStore, Lease, SharedStore, Update};
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 const FILTER: &str = "jwt_acquire";
 const TICK: Duration = Duration::from_millis(100);
@@ -96,18 +95,6 @@ pub struct Worker {
     held: RefCell<Vec<Held>>,
     /// Identifies this VM as a lease owner.
     owner_id: u64,
-}
-
-fn now_ms() -> u64 {
-    host::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// A random u64 (WASI `random_get` seeds `RandomState`).
-fn random() -> u64 {
-    RandomState::new().build_hasher().finish()
 }
 
 impl Worker {

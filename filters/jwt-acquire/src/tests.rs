@@ -189,7 +189,7 @@ fn bad_configs_name_the_field_and_the_reason() {
         ),
         (
             with(minimal(), "/sources/0/name", json!("Orders API")),
-            "sources[0].name: 'Orders API' must be 1 to 64 characters of a-z, 0-9, '_' or '-'",
+            "sources[0].name: source name 'Orders API' must be 1 to 64 characters of a-z, 0-9, '_' or '-'",
         ),
         (
             with(minimal(), "/sources/0/client_secret", json!({"env": "NOPE"})),

@@ -19,14 +19,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use pwf_shared::headers::HeaderList;
+use pwf_shared::host::unix_ms as now_ms;
 use pwf_shared::host::{self, HeaderMapType};
 use pwf_shared::metrics::{Counter, Histogram};
 use pwf_shared::shared_data::{self, HostStore, Lease, SharedStore, Update};
 use std::cell::{Cell, RefCell};
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 const FILTER: &str = "jwt_auth";
 const TICK: Duration = Duration::from_millis(200);
@@ -125,13 +124,6 @@ pub struct Worker {
     metrics: Metrics,
     /// Identifies this VM as a lease owner.
     owner_id: u64,
-}
-
-fn now_ms() -> u64 {
-    host::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl Worker {
@@ -663,7 +655,7 @@ impl RootContext for Root {
         }
         let cache = TokenCache::new(compiled.cache_max_entries);
         // Random per VM (WASI random_get seeds RandomState), so every worker is a distinct lease owner.
-        let owner_id = RandomState::new().build_hasher().finish() ^ now_ms();
+        let owner_id = host::random_u64() ^ now_ms();
         self.worker = Some(Rc::new(Worker {
             compiled,
             remote: RefCell::new(remote),

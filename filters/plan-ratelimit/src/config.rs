@@ -220,7 +220,6 @@ fn default_client_from() -> Vec<InputConfig> {
 const MAX_WINDOWS: usize = crate::slots::MAX_WINDOWS;
 const MAX_SLOTS: u32 = 1 << 20;
 const MIN_SLOTS: u32 = 16;
-const MAX_NAME_LEN: usize = 64;
 
 /// The whole configuration, compiled.
 #[derive(Debug)]
@@ -385,23 +384,8 @@ impl Compiled {
     }
 }
 
-fn check_name(name: &str, path: &FieldPath) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(path.error(format!(
-            "plan name '{name}' must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '_' or '-'"
-        )))
-    }
-}
-
 fn compile_plan(name: &str, p: &PlanConfig, path: &FieldPath) -> Result<Plan, ConfigError> {
-    check_name(name, path)?;
+    pwf_shared::config::check_name(name, "plan name", path)?;
     if p.unlimited {
         if !p.limits.is_empty() {
             return Err(path.error("an unlimited plan cannot have limits"));

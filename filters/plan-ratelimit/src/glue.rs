@@ -11,14 +11,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use pwf_shared::headers::HeaderList;
+use pwf_shared::host::unix_ns as now_ns;
 use pwf_shared::host::{self, HeaderMapType};
 use pwf_shared::metrics::{Counter, Gauge};
 use pwf_shared::shared_data::{HostStore, Lease, MemoryStore, SharedStore, StoreError};
 use serde_json::Value;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 const FILTER: &str = "plan_ratelimit";
 /// Filter state where jwt-auth leaves the verified claims.
@@ -97,13 +97,6 @@ pub struct Worker {
     metrics: Metrics,
     scan_lease: String,
     owner_id: u64,
-}
-
-fn now_ns() -> u64 {
-    host::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// What the rest of the request needs to know after the check.
@@ -343,7 +336,7 @@ impl RootContext for Root {
             store,
             metrics,
             scan_lease,
-            owner_id: RandomState::new().build_hasher().finish().max(1),
+            owner_id: host::random_u64().max(1),
         }));
         true
     }
