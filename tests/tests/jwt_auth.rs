@@ -958,3 +958,45 @@ fn metric_dimensions_become_prometheus_tags_with_stats_tags() {
             .join("\n")
     );
 }
+
+#[test]
+fn an_unknown_kid_refetches_only_when_no_other_provider_verified_the_token() {
+    // any_of [demo, idp]: a demo token has a kid the IdP's JWKS lacks, but
+    // the demo provider verifies it, so the IdP's JWKS is not refetched.
+    let idp = Idp::start();
+    let echo = EchoUpstream::start("echo");
+    let config = json!({
+        "providers": [
+            {"name": "demo", "issuer": DEMO_ISSUER, "audiences": ["api"], "jwks": {"inline": fixture_jwks()}},
+            {"name": "idp", "issuer": idp.issuer(), "audiences": ["api://default"],
+             "jwks": {"remote": {"cluster": "idp", "path": idp.jwks_path(), "refetch_cooldown_s": 1}}}
+        ],
+        "rules": [{"match": {}, "requires": {"any_of": ["demo", "idp"]}}]
+    });
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18100, idp.port())
+        .plugin_config(&config.to_string())
+        .start();
+    // The first request may wait for the IdP's initial keys.
+    let demo = demo_token("alice", json!({}));
+    for _ in 0..3 {
+        assert_eq!(get_with_token(&envoy, "/a", &demo).status, 200);
+        std::thread::sleep(Duration::from_millis(1100)); // past the refetch cooldown
+    }
+    assert_eq!(idp.stats()["jwks_fetches"], 1, "only the initial fetch");
+    // A token no provider verifies (signed by a key nobody publishes, with an
+    // unknown kid) does trigger a refetch before it is denied.
+    let mut forged = demo_claims("mallory", json!({}));
+    forged["iss"] = json!(idp.issuer());
+    forged["aud"] = json!("api://default");
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("not-published".into());
+    let token = jsonwebtoken::encode(&header, &forged, &TestKey::Rsa.encoding_key()).unwrap();
+    assert_eq!(get_with_token(&envoy, "/b", &token).status, 401);
+    assert_eq!(
+        idp.stats()["jwks_fetches"],
+        2,
+        "one refetch for the unknown kid"
+    );
+}
