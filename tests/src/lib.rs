@@ -33,6 +33,7 @@
 //!   log). They are always kept when the test panics; the path is printed.
 
 mod client;
+mod config_files;
 mod echo;
 mod envoy;
 mod idp;
@@ -47,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use client::{HttpClient, RawResponse, RequestBuilder, Response};
+pub use config_files::{filter_names, http_filters, load_config_file, plugin_config_of};
 pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
 pub use envoy::{validate, Envoy, EnvoyBuilder, ValidateResult};
 pub use idp::{jwt_parts, Idp, IdpBuilder};

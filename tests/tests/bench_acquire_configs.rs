@@ -8,7 +8,9 @@
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
-use pwf_tests::{repo_root, tail, wait_until, EchoUpstream, Envoy, Idp};
+use pwf_tests::{
+    filter_names, http_filters, load_config_file, tail, wait_until, EchoUpstream, Envoy, Idp,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -21,24 +23,6 @@ const IDP_PORT: u16 = 18100;
 const ECHO_PORT: u16 = 18999;
 const OAUTH2_TYPE: &str =
     "type.googleapis.com/envoy.extensions.http.injected_credentials.oauth2.v3.OAuth2";
-
-fn load(path: &str) -> Value {
-    let text = std::fs::read_to_string(repo_root().join(path)).expect("read bench file");
-    serde_yaml_ng::from_str(&text).expect("bench file is YAML (or JSON)")
-}
-
-/// The `http_filters` of the only listener.
-fn http_filters(config: &Value) -> Vec<Value> {
-    let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
-    hcm["typed_config"]["http_filters"]
-        .as_array()
-        .expect("http_filters")
-        .clone()
-}
-
-fn filter_names(filters: &[Value]) -> Vec<&str> {
-    filters.iter().filter_map(|f| f["name"].as_str()).collect()
-}
 
 /// The `idp` cluster's only endpoint address.
 fn idp_address(config: &Value) -> Value {
@@ -55,7 +39,7 @@ fn idp_address(config: &Value) -> Value {
 
 #[test]
 fn the_suite_runs_these_configs_against_the_idp() {
-    let suite = load(SUITE);
+    let suite = load_config_file(SUITE);
     assert_eq!(suite["idp"]["port"], IDP_PORT);
     let configs: Vec<(&str, &str)> = suite["variants"]
         .as_array()
@@ -95,7 +79,7 @@ fn acquire_bench_configs_validate() {
 fn acquire_bench_pair_is_configured_for_the_same_work() {
     let want_idp = json!({"address": "127.0.0.1", "port_value": IDP_PORT});
 
-    let wasm = load(WASM);
+    let wasm = load_config_file(WASM);
     assert_eq!(idp_address(&wasm), want_idp, "{WASM}");
     let filters = http_filters(&wasm);
     assert_eq!(
@@ -126,7 +110,7 @@ fn acquire_bench_pair_is_configured_for_the_same_work() {
         }]})
     );
 
-    let native = load(NATIVE);
+    let native = load_config_file(NATIVE);
     assert_eq!(idp_address(&native), want_idp, "{NATIVE}");
     let filters = http_filters(&native);
     assert_eq!(

@@ -7,7 +7,7 @@
 
 use jsonwebtoken::Algorithm;
 use pwf_tests::jwt::{demo_claims, fixture_jwks, sign, TestKey, DEMO_ISSUER};
-use pwf_tests::{repo_root, Envoy};
+use pwf_tests::{http_filters, load_config_file, Envoy};
 use serde_json::{json, Value};
 
 /// (config, cache size: `Some(n)` on, `None` off)
@@ -20,23 +20,9 @@ const NATIVE: [(&str, Option<u64>); 2] = [
     ("bench/configs/jwt-authn-uncached.yaml", None),
 ];
 
-fn load(path: &str) -> Value {
-    let text = std::fs::read_to_string(repo_root().join(path)).expect("read bench config");
-    serde_yaml_ng::from_str(&text).expect("bench config is YAML")
-}
-
-/// The `http_filters` of the only listener.
-fn http_filters(config: &Value) -> Vec<Value> {
-    let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
-    hcm["typed_config"]["http_filters"]
-        .as_array()
-        .expect("http_filters")
-        .clone()
-}
-
 /// The jwt-auth plugin configuration (JSON) of a wasm bench config.
 fn wasm_plugin_config(path: &str) -> Value {
-    let filters = http_filters(&load(path));
+    let filters = http_filters(&load_config_file(path));
     let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
     assert_eq!(names, ["jwt-auth", "envoy.filters.http.router"], "{path}");
     let config = &filters[0]["typed_config"]["config"];
@@ -53,7 +39,7 @@ fn wasm_plugin_config(path: &str) -> Value {
 
 /// The `JwtAuthentication` of a native bench config.
 fn native_config(path: &str) -> Value {
-    let filters = http_filters(&load(path));
+    let filters = http_filters(&load_config_file(path));
     let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
     assert_eq!(
         names,

@@ -6,7 +6,7 @@
 //! real Envoy, that each variant of the suite answers as the suite says and
 //! that each limiter really rejects once a low limit is used up.
 
-use pwf_tests::{repo_root, tail, Envoy, Response};
+use pwf_tests::{filter_names, http_filters, load_config_file, tail, Envoy, Response};
 use serde_json::{json, Value};
 
 const SUITE: &str = "bench/suites/plan-ratelimit.json";
@@ -21,27 +21,9 @@ const POLICY: &str = "\"bench-second\";q=1000000;w=1, \"bench-day\";q=1000000000
 /// The client key the bench request sends.
 const API_KEY: &str = "bench-client";
 
-fn load(path: &str) -> Value {
-    let text = std::fs::read_to_string(repo_root().join(path)).expect("read bench file");
-    serde_yaml_ng::from_str(&text).expect("bench file is YAML (or JSON)")
-}
-
-/// The `http_filters` of the only listener.
-fn http_filters(config: &Value) -> Vec<Value> {
-    let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
-    hcm["typed_config"]["http_filters"]
-        .as_array()
-        .expect("http_filters")
-        .clone()
-}
-
-fn filter_names(filters: &[Value]) -> Vec<&str> {
-    filters.iter().filter_map(|f| f["name"].as_str()).collect()
-}
-
 /// The plan-ratelimit plugin configuration of the Wasm config.
 fn wasm_plugin_config() -> Value {
-    let filters = http_filters(&load(WASM));
+    let filters = http_filters(&load_config_file(WASM));
     assert_eq!(
         filter_names(&filters),
         ["plan-ratelimit", "envoy.filters.http.router"]
@@ -62,7 +44,7 @@ fn wasm_plugin_config() -> Value {
 
 /// The `LocalRateLimit` of the native config.
 fn native_config() -> Value {
-    let filters = http_filters(&load(NATIVE));
+    let filters = http_filters(&load_config_file(NATIVE));
     assert_eq!(
         filter_names(&filters),
         [
@@ -75,7 +57,7 @@ fn native_config() -> Value {
 
 #[test]
 fn the_suite_runs_these_configs_with_the_goal() {
-    let suite = load(SUITE);
+    let suite = load_config_file(SUITE);
     let variants = suite["variants"].as_array().expect("variants");
     let configs: Vec<(&str, &str)> = variants
         .iter()

@@ -172,29 +172,6 @@ fn shadow_mode_counts_but_never_rejects() {
     assert_eq!(metric(&envoy, "limited.free"), 0);
 }
 
-/// The plugin configuration shipped in envoy-configs/plan-ratelimit.yaml.
-fn shipped_config() -> Value {
-    let rendered = Envoy::builder(CONFIG).render();
-    let mut found = None;
-    find_config(&rendered.config, &mut found);
-    found.expect("plan-ratelimit configuration")
-}
-
-fn find_config(v: &Value, found: &mut Option<Value>) {
-    match v {
-        Value::Object(map) => {
-            if map.get("root_id").and_then(Value::as_str) == Some(ROOT_ID) {
-                if let Some(text) = map["configuration"]["value"].as_str() {
-                    *found = serde_json::from_str(text).ok();
-                }
-            }
-            map.values().for_each(|v| find_config(v, found));
-        }
-        Value::Array(items) => items.iter().for_each(|v| find_config(v, found)),
-        _ => {}
-    }
-}
-
 /// One client hammering one plan from many connections for `run`: returns
 /// (admitted, expected by the quota, tolerance).
 fn hammer(scope: &str) -> (u64, f64, f64) {
@@ -381,4 +358,9 @@ fn a_full_slot_table_fails_open_or_closed_as_configured() {
         closed.iter().filter(|s| **s == 200).count() as u64,
         40 - full
     );
+}
+
+/// The plugin configuration shipped in the config file.
+fn shipped_config() -> Value {
+    pwf_tests::plugin_config_of(CONFIG, ROOT_ID)
 }

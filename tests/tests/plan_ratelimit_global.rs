@@ -47,26 +47,6 @@ fn get(envoy: &Envoy, token: &str) -> Response {
         .send()
 }
 
-/// The plugin configuration shipped in the global config file.
-fn shipped_config() -> Value {
-    let rendered = Envoy::builder(CONFIG).render();
-    let text = find_config(&rendered.config).expect("plan-ratelimit configuration");
-    serde_json::from_str(&text).unwrap()
-}
-
-fn find_config(v: &Value) -> Option<String> {
-    match v {
-        Value::Object(map) => {
-            if map.get("root_id").and_then(Value::as_str) == Some(ROOT_ID) {
-                return map["configuration"]["value"].as_str().map(str::to_owned);
-            }
-            map.values().find_map(find_config)
-        }
-        Value::Array(items) => items.iter().find_map(find_config),
-        _ => None,
-    }
-}
-
 #[test]
 fn two_envoys_share_one_limit_through_the_rate_limit_service() {
     let redis = Redis::start();
@@ -150,4 +130,9 @@ fn a_service_outage_applies_on_error() {
         get(&closed, &token).status == 200
     });
     assert!(back, "requests pass again once the service is back");
+}
+
+/// The plugin configuration shipped in the config file.
+fn shipped_config() -> Value {
+    pwf_tests::plugin_config_of(CONFIG, ROOT_ID)
 }
