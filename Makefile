@@ -25,9 +25,9 @@ PYTHON ?= python3
 ENVOY_BIN ?= $(ENVOY)
 export ENVOY_BIN
 
-# Crates that are not Wasm filters (host-only test harness and rate limit
-# service, rlib helpers).
-NON_FILTER_CRATES := --exclude pwf-tests --exclude pwf-rls --exclude pwf-shared
+# Crates that are not Wasm filters (host-only test harness, rate limit
+# service and project tasks; rlib helpers).
+NON_FILTER_CRATES := --exclude pwf-tests --exclude pwf-rls --exclude pwf-shared --exclude xtask
 
 setup-idp:
 	@if node tests/idp/check-install.cjs; then \
@@ -87,7 +87,7 @@ lint: setup-rust
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) --workspace --exclude pwf-tests --exclude pwf-rls -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) --workspace --exclude pwf-tests --exclude pwf-rls --exclude xtask -- -D warnings
 
 demo: setup build
 	cargo run --release -q -p pwf-tests --bin demo

@@ -1,0 +1,2 @@
+//! cos-router: class-of-service routing and sticky multivariate experiments.
+//! (Skeleton; being written.)
