@@ -147,3 +147,17 @@ pub fn send_local_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) {
         log::warn!("cannot send local reply: {status:?}");
     }
 }
+
+/// Makes the following host calls act on the stream of `context_id` (a
+/// request paused earlier, finished from a tick or a callout response).
+/// False if the stream is gone.
+pub fn switch_to_stream(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}
+
+/// Resumes the current (or switched-to) request after `Action::Pause`.
+pub fn resume_request() {
+    if let Err(status) = hostcalls::resume_http_request() {
+        log::debug!("cannot resume request: {status:?}");
+    }
+}

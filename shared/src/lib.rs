@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod config;
 pub mod headers;
+pub mod held;
 pub mod host;
 pub mod log;
 pub mod matcher;

@@ -15,6 +15,7 @@ use crate::schedule::{self, Decision, FetchStatus, TokenRecord};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use pwf_shared::held::HeldRequests;
 use pwf_shared::host::{self, HeaderMapType};
 use pwf_shared::host::{random_u64 as random, unix_ms as now_ms};
 use pwf_shared::metrics::{Counter, Gauge, Histogram};
@@ -81,18 +82,16 @@ struct SourceState {
     metrics: SourceMetrics,
 }
 
-/// A request paused until its source has a token, a fetch fails, or the deadline passes.
-struct Held {
-    context_id: u32,
+/// What a paused request waits for: its source has a token, or a fetch fails.
+struct WaitingFor {
     source: usize,
-    deadline_ms: u64,
     failures_when_held: u32,
 }
 
 pub struct Worker {
     compiled: Compiled,
     sources: RefCell<Vec<SourceState>>,
-    held: RefCell<Vec<Held>>,
+    held: RefCell<HeldRequests<WaitingFor>>,
     /// Identifies this VM as a lease owner.
     owner_id: u64,
 }
@@ -258,7 +257,7 @@ impl Worker {
             // Another worker may have refreshed since our last tick.
             self.sync(source, s);
         }
-        let may_hold = may_hold && self.held.borrow().len() < MAX_HELD;
+        let may_hold = may_hold && !self.held.borrow().is_full();
         let decision = schedule::decide(
             s.token.as_ref().map(|(t, _)| t),
             &s.status,
@@ -278,12 +277,14 @@ impl Worker {
             }
             Decision::Hold { deadline_ms } => {
                 s.metrics.held.inc();
-                self.held.borrow_mut().push(Held {
+                self.held.borrow_mut().hold(
                     context_id,
-                    source: source.index,
                     deadline_ms,
-                    failures_when_held: s.status.failures,
-                });
+                    WaitingFor {
+                        source: source.index,
+                        failures_when_held: s.status.failures,
+                    },
+                );
                 Action::Pause
             }
             Decision::Unavailable => {
@@ -315,43 +316,32 @@ impl Worker {
     }
 
     fn is_held(&self, context_id: u32) -> bool {
-        self.held
-            .borrow()
-            .iter()
-            .any(|h| h.context_id == context_id)
+        self.held.borrow().is_held(context_id)
     }
 
     fn forget(&self, context_id: u32) {
-        self.held
-            .borrow_mut()
-            .retain(|h| h.context_id != context_id);
+        self.held.borrow_mut().forget(context_id);
     }
 
     /// Finishes held requests whose wait is over.
     fn release_held(&self, now: u64) {
-        let ready: Vec<Held> = {
+        let ready = {
             let sources = self.sources.borrow();
-            let mut held = self.held.borrow_mut();
-            let (ready, waiting) = held.drain(..).partition(|h| {
-                now >= h.deadline_ms
-                    || sources.get(h.source).is_none_or(|s| {
-                        s.token.as_ref().is_some_and(|(t, _)| t.is_usable(now))
-                            || s.status.failures > h.failures_when_held
-                    })
-            });
-            *held = waiting;
-            ready
+            self.held.borrow_mut().take_ready(now, |w| {
+                sources.get(w.source).is_none_or(|s| {
+                    s.token.as_ref().is_some_and(|(t, _)| t.is_usable(now))
+                        || s.status.failures > w.failures_when_held
+                })
+            })
         };
-        for h in ready {
-            let Some(source) = self.source(h.source) else {
+        for (context_id, w) in ready {
+            let Some(source) = self.source(w.source) else {
                 continue;
             };
-            // Host calls below act on the held request's stream.
-            if hostcalls::set_effective_context(h.context_id).is_err() {
-                continue;
-            }
-            if self.handle(h.context_id, source, false) == Action::Continue {
-                let _ = hostcalls::resume_http_request();
+            if host::switch_to_stream(context_id)
+                && self.handle(context_id, source, false) == Action::Continue
+            {
+                host::resume_request();
             }
         }
     }
@@ -469,7 +459,7 @@ impl RootContext for Root {
         self.worker = Some(Rc::new(Worker {
             compiled,
             sources: RefCell::new(sources),
-            held: RefCell::new(Vec::new()),
+            held: RefCell::new(HeldRequests::new(MAX_HELD)),
             owner_id: (random() ^ now_ms()).max(1),
         }));
         true

@@ -19,6 +19,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use pwf_shared::headers::HeaderList;
+use pwf_shared::held::HeldRequests;
 use pwf_shared::host::unix_ms as now_ms;
 use pwf_shared::host::{self, HeaderMapType};
 use pwf_shared::metrics::{Counter, Histogram};
@@ -29,6 +30,8 @@ use std::time::Duration;
 
 const FILTER: &str = "jwt_auth";
 const TICK: Duration = Duration::from_millis(200);
+/// Requests one worker holds at most for keys; more are decided without waiting.
+const MAX_HELD: usize = 4096;
 /// Filter state through which later filters read verified claims:
 /// `get_property(["jwt_auth_claims"])` from Wasm, `%FILTER_STATE(wasm.jwt_auth_claims:PLAIN)%` in access logs.
 pub const CLAIMS_PROPERTY: &str = "jwt_auth_claims";
@@ -105,22 +108,20 @@ struct RemoteKeys {
     in_flight: Option<(u32, u64)>,
 }
 
-/// A request paused until its providers' keys change or a fetch fails.
-struct Held {
-    context_id: u32,
+/// What a paused request waits for: its providers' keys change or a fetch fails.
+struct WaitingFor {
     headers: HeaderList,
     /// `headers` holds only the headers read one by one ([`Access::Single`]).
     single: bool,
-    deadline_ms: u64,
     /// (provider, key version when held, failures when held)
-    waiting_on: Vec<(usize, Option<u64>, u32)>,
+    providers: Vec<(usize, Option<u64>, u32)>,
 }
 
 pub struct Worker {
     compiled: Compiled,
     remote: RefCell<Vec<RemoteKeys>>,
     cache: RefCell<TokenCache>,
-    held: RefCell<Vec<Held>>,
+    held: RefCell<HeldRequests<WaitingFor>>,
     metrics: Metrics,
     /// Identifies this VM as a lease owner.
     owner_id: u64,
@@ -441,6 +442,9 @@ impl Worker {
         single: bool,
         now: u64,
     ) -> Option<Action> {
+        if self.held.borrow().is_full() {
+            return None;
+        }
         let waiting: Vec<usize> = self
             .compiled
             .providers_needing_keys(headers)
@@ -494,54 +498,44 @@ impl Worker {
             );
             waiting_on.push((r.provider, r.version, read_status(&r.status_key).failures));
         }
-        self.held.borrow_mut().push(Held {
-            context_id,
+        let waiting_for = WaitingFor {
             headers,
             single,
-            deadline_ms,
-            waiting_on,
-        });
+            providers: waiting_on,
+        };
+        self.held
+            .borrow_mut()
+            .hold(context_id, deadline_ms, waiting_for);
         self.metrics.held.inc();
         Action::Pause
     }
 
     fn is_held(&self, context_id: u32) -> bool {
-        self.held
-            .borrow()
-            .iter()
-            .any(|h| h.context_id == context_id)
+        self.held.borrow().is_held(context_id)
     }
 
     fn forget(&self, context_id: u32) {
-        self.held
-            .borrow_mut()
-            .retain(|h| h.context_id != context_id);
+        self.held.borrow_mut().forget(context_id);
     }
 
     /// Finishes held requests whose wait is over.
     fn release_held(self: &Rc<Self>, now: u64) {
-        let ready: Vec<Held> = {
-            let mut held = self.held.borrow_mut();
-            let (ready, waiting) = held
-                .drain(..)
-                .partition(|h| now >= h.deadline_ms || self.wait_over(h));
-            *held = waiting;
-            ready
-        };
-        for h in ready {
-            // Host calls below act on the held request's stream.
-            if hostcalls::set_effective_context(h.context_id).is_err() {
-                continue;
-            }
-            if self.handle(h.context_id, h.headers, h.single, false) == Action::Continue {
-                let _ = hostcalls::resume_http_request();
+        let ready = self
+            .held
+            .borrow_mut()
+            .take_ready(now, |w| self.wait_over(w));
+        for (context_id, w) in ready {
+            if host::switch_to_stream(context_id)
+                && self.handle(context_id, w.headers, w.single, false) == Action::Continue
+            {
+                host::resume_request();
             }
         }
     }
 
-    fn wait_over(&self, held: &Held) -> bool {
+    fn wait_over(&self, waiting: &WaitingFor) -> bool {
         let remote = self.remote.borrow();
-        held.waiting_on.iter().all(|(p, version, failures)| {
+        waiting.providers.iter().all(|(p, version, failures)| {
             remote.iter().find(|r| r.provider == *p).is_none_or(|r| {
                 r.version != *version || read_status(&r.status_key).failures > *failures
             })
@@ -660,7 +654,7 @@ impl RootContext for Root {
             compiled,
             remote: RefCell::new(remote),
             cache: RefCell::new(cache),
-            held: RefCell::new(Vec::new()),
+            held: RefCell::new(HeldRequests::new(MAX_HELD)),
             metrics: Metrics::define(),
             owner_id: owner_id.max(1),
         }));
