@@ -30,22 +30,17 @@
 //!
 //! The Node dependencies must be installed first: `npm ci --prefix tests/idp`.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::{repo_root, tail, HttpClient, Response};
+use crate::child::{read_ready_line, ChildProcess, Orphan};
+use crate::{repo_root, HttpClient, Response};
 
 /// How long `node` may take to print its ready line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// At most this much of the IdP's stderr is kept (the tail).
-const STDERR_KEEP: usize = 64 * 1024;
 
 /// Configures and starts an [`Idp`]; see [`Idp::builder`].
 #[derive(Debug, Clone, Default)]
@@ -129,86 +124,27 @@ impl IdpBuilder {
         if let Some(clients) = &self.clients {
             cmd.args(["--clients", &clients.to_string()]);
         }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("spawn `node {}`: {e} (is node on PATH?)", script.display())
-        });
-
-        // Drain stdout (the first line is the ready line) and stderr (kept
-        // for failure messages) so that node never blocks on a full pipe.
-        let stderr_buf = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let buf = Arc::clone(&stderr_buf);
-        std::thread::spawn(move || drain_stderr(stderr, &buf));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-
-        let stdin = child.stdin.take();
-        let mut idp = Idp {
-            child,
-            stdin,
-            stderr: stderr_buf,
-            ready: Value::Null,
-            issuer: String::new(),
-            port: 0,
-            jwks_path: String::new(),
-            token_path: String::new(),
-            discovery_path: String::new(),
-            http: HttpClient::new(1),
-        };
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(e) => panic!(
-                "IdP did not print its ready line ({e}); stderr tail:\n{}",
-                idp.stderr_tail(30)
-            ),
-        };
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("IdP ready line is not JSON ({e}): {line}"));
-        assert_eq!(ready["ready"], true, "unexpected IdP ready line: {line}");
+        let (proc, stdout) = ChildProcess::spawn(&mut cmd, Orphan::ExitsOnStdinClose, false)
+            .unwrap_or_else(|e| {
+                panic!("spawn `node {}`: {e} (is node on PATH?)", script.display())
+            });
+        let (ready, port) = read_ready_line("IdP", &proc, stdout, START_TIMEOUT, |_| {})
+            .unwrap_or_else(|e| panic!("{e}"));
         let text = |k: &str| {
             ready[k]
                 .as_str()
-                .unwrap_or_else(|| panic!("ready line lacks {k}: {line}"))
+                .unwrap_or_else(|| panic!("IdP ready line lacks {k}: {ready}"))
                 .to_owned()
         };
-        idp.port = ready["port"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_else(|| panic!("ready line lacks port: {line}"));
-        idp.issuer = text("issuer");
-        idp.jwks_path = text("jwks_path");
-        idp.token_path = text("token_path");
-        idp.discovery_path = text("discovery_path");
-        idp.http = HttpClient::new(idp.port);
-        idp.ready = ready;
-        idp
-    }
-}
-
-fn drain_stderr(mut stderr: impl Read, buf: &Mutex<String>) {
-    let mut chunk = [0u8; 8192];
-    while let Ok(n) = stderr.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        let Ok(mut buf) = buf.lock() else { break };
-        buf.push_str(&String::from_utf8_lossy(chunk.get(..n).unwrap_or_default()));
-        if buf.len() > 2 * STDERR_KEEP {
-            let mut cut = buf.len() - STDERR_KEEP;
-            while !buf.is_char_boundary(cut) {
-                cut += 1;
-            }
-            buf.drain(..cut);
+        Idp {
+            issuer: text("issuer"),
+            jwks_path: text("jwks_path"),
+            token_path: text("token_path"),
+            discovery_path: text("discovery_path"),
+            http: HttpClient::new(port),
+            port,
+            ready,
+            proc,
         }
     }
 }
@@ -218,10 +154,7 @@ fn drain_stderr(mut stderr: impl Read, buf: &Mutex<String>) {
 /// (its stdin closes).
 #[derive(Debug)]
 pub struct Idp {
-    child: Child,
-    /// Held open: node exits when it closes.
-    stdin: Option<ChildStdin>,
-    stderr: Arc<Mutex<String>>,
+    proc: ChildProcess,
     ready: Value,
     issuer: String,
     port: u16,
@@ -255,7 +188,7 @@ impl Idp {
 
     /// The process id of `node`.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// The JSON line the server printed when ready (`port`, `issuer`,
@@ -442,8 +375,7 @@ impl Idp {
 
     /// The last `n` lines of the server's stderr.
     pub fn stderr_tail(&self, n: usize) -> String {
-        let buf = self.stderr.lock().map(|b| b.clone()).unwrap_or_default();
-        tail(&buf, n)
+        self.proc.output_tail(n)
     }
 
     fn admin(&self, path: &str, body: &str) -> Value {
@@ -455,9 +387,6 @@ impl Idp {
 
 impl Drop for Idp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        drop(self.stdin.take());
         if std::thread::panicking() {
             eprintln!(
                 "---- IdP {} stderr tail:\n{}\n----",

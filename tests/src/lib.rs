@@ -32,6 +32,7 @@
 //! - `PWF_KEEP_TMP=1`: keep every test's temp dir (rendered config and Envoy
 //!   log). They are always kept when the test panics; the path is printed.
 
+mod child;
 mod client;
 mod config_files;
 mod echo;

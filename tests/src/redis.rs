@@ -17,14 +17,14 @@
 //! `redis-server` comes from Debian's package (`make setup` installs it);
 //! `$REDIS_SERVER` overrides the binary.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::{free_port, tail, wait_until};
+use crate::child::{ChildProcess, Orphan};
+use crate::{free_port, wait_until};
 
 /// How long `redis-server` may take to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,18 +71,7 @@ impl Resp {
 pub struct Redis {
     port: u16,
     dir: tempfile::TempDir,
-    proc: Option<RedisProcess>,
-}
-
-#[derive(Debug)]
-struct RedisProcess {
-    child: Child,
-    /// `sh` that kills `redis-server` when its stdin closes, i.e. when the
-    /// test process dies without dropping this value.
-    watchdog: Child,
-    /// Held open; closing it fires the watchdog.
-    watchdog_stdin: Option<ChildStdin>,
-    output: Arc<Mutex<String>>,
+    proc: Option<ChildProcess>,
 }
 
 impl Redis {
@@ -124,15 +113,12 @@ impl Redis {
 
     /// The process id of `redis-server`, if running.
     pub fn pid(&self) -> Option<u32> {
-        self.proc.as_ref().map(|p| p.child.id())
+        self.proc.as_ref().map(ChildProcess::pid)
     }
 
     /// Whether `redis-server` runs (was not stopped and has not exited).
     pub fn is_running(&mut self) -> bool {
-        match &mut self.proc {
-            Some(p) => matches!(p.child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.proc.as_mut().is_some_and(ChildProcess::is_running)
     }
 
     /// Kills `redis-server` (SIGKILL): clients get connection errors until
@@ -194,7 +180,7 @@ impl Redis {
     /// The last `n` lines of `redis-server`'s output.
     pub fn output_tail(&self, n: usize) -> String {
         match &self.proc {
-            Some(p) => tail(&p.output.lock().map(|o| o.clone()).unwrap_or_default(), n),
+            Some(p) => p.output_tail(n),
             None => String::from("(stopped)"),
         }
     }
@@ -213,17 +199,6 @@ impl Drop for Redis {
     }
 }
 
-impl RedisProcess {
-    fn kill(mut self) {
-        // The watchdog first, so that it can never kill a reused PID.
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
-        drop(self.watchdog_stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn redis_server_bin() -> PathBuf {
     match std::env::var_os("REDIS_SERVER") {
         Some(v) if !v.is_empty() => PathBuf::from(v),
@@ -233,75 +208,25 @@ fn redis_server_bin() -> PathBuf {
 
 /// Starts `redis-server` on `port`; `Err(output)` if it exits or does not
 /// answer PING in time.
-fn spawn(port: u16, dir: &tempfile::TempDir) -> Result<RedisProcess, String> {
+fn spawn(port: u16, dir: &tempfile::TempDir) -> Result<ChildProcess, String> {
     let bin = redis_server_bin();
-    let mut child = Command::new(&bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir.path())
         .args(["--logfile", ""])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .current_dir(dir.path());
+    let (mut proc, _) = ChildProcess::spawn(&mut cmd, Orphan::KilledByWatchdog, true)
         .unwrap_or_else(|e| {
             panic!(
                 "spawn {}: {e} (install Debian's redis-server: `make setup`)",
                 bin.display()
             )
         });
-    let output = Arc::new(Mutex::new(String::new()));
-    for stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let out = Arc::clone(&output);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                let Ok(mut out) = out.lock() else { break };
-                out.push_str(&line);
-                out.push('\n');
-                if out.len() > 256 * 1024 {
-                    let cut = out.len() - 128 * 1024;
-                    let cut = (cut..out.len())
-                        .find(|&i| out.is_char_boundary(i))
-                        .unwrap_or(out.len());
-                    out.drain(..cut);
-                }
-            }
-        });
-    }
-    let pid = child.id();
-    let mut watchdog = Command::new("sh")
-        .args(["-c", &format!("cat >/dev/null; kill -9 {pid} 2>/dev/null")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sh (redis-server watchdog)");
-    let watchdog_stdin = watchdog.stdin.take();
-    let mut proc = RedisProcess {
-        child,
-        watchdog,
-        watchdog_stdin,
-        output,
-    };
-
     let mut exited = false;
     let up = wait_until(START_TIMEOUT, || {
-        if !matches!(proc.child.try_wait(), Ok(None)) {
+        if !proc.is_running() {
             exited = true;
             return true;
         }
@@ -310,9 +235,7 @@ fn spawn(port: u16, dir: &tempfile::TempDir) -> Result<RedisProcess, String> {
     if up && !exited {
         return Ok(proc);
     }
-    // Give the reader threads a moment to collect the last lines.
-    std::thread::sleep(Duration::from_millis(100));
-    let out = proc.output.lock().map(|o| o.clone()).unwrap_or_default();
+    let out = proc.output_tail(200);
     proc.kill();
     Err(if exited {
         out

@@ -22,22 +22,18 @@
 //! does); `$PWF_RLS_BIN` overrides its path. The service exits by itself when
 //! the test process dies (its stdin closes).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{repo_root, tail, wait_until};
+use crate::child::{read_ready_line, ChildProcess, Orphan};
+use crate::{repo_root, wait_until};
 
 /// How long `pwf-rls` may take to print its ready line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// At most this much of the service's stderr is kept (the tail).
-const STDERR_KEEP: usize = 64 * 1024;
 
 /// The `pwf-rls` binary: `$PWF_RLS_BIN`, else `debug/pwf-rls` in
 /// `$CARGO_TARGET_DIR` or `<repo>/target`.
@@ -119,27 +115,11 @@ impl RateLimitServiceBuilder {
 /// A running `pwf-rls`; killed (SIGKILL, by PID) when dropped.
 #[derive(Debug)]
 pub struct RateLimitService {
-    proc: Option<RlsProcess>,
+    proc: Option<ChildProcess>,
     port: u16,
     redis_url: String,
     limits: String,
     calls: Arc<Mutex<Vec<Value>>>,
-}
-
-#[derive(Debug)]
-struct RlsProcess {
-    child: Child,
-    /// Held open: the service exits when it closes.
-    stdin: Option<ChildStdin>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl RlsProcess {
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        drop(self.stdin.take());
-    }
 }
 
 impl RateLimitService {
@@ -156,15 +136,12 @@ impl RateLimitService {
 
     /// The process id, if running.
     pub fn pid(&self) -> Option<u32> {
-        self.proc.as_ref().map(|p| p.child.id())
+        self.proc.as_ref().map(ChildProcess::pid)
     }
 
     /// Whether the service runs (was not stopped and has not exited).
     pub fn is_running(&mut self) -> bool {
-        match &mut self.proc {
-            Some(p) => matches!(p.child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.proc.as_mut().is_some_and(ChildProcess::is_running)
     }
 
     /// Kills the service (an outage: connections are refused). Does nothing
@@ -218,7 +195,7 @@ impl RateLimitService {
     /// The last `n` lines of the service's stderr.
     pub fn stderr_tail(&self, n: usize) -> String {
         match &self.proc {
-            Some(p) => tail(&p.stderr.lock().map(|b| b.clone()).unwrap_or_default(), n),
+            Some(p) => p.output_tail(n),
             None => String::from("(stopped)"),
         }
     }
@@ -231,69 +208,25 @@ impl RateLimitService {
              or set PWF_RLS_BIN",
             bin.display()
         );
-        let mut child = Command::new(&bin)
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--port", &self.port.to_string()])
             .args(["--redis", &self.redis_url])
             .args(["--limits-json", &self.limits])
-            .arg("--exit-on-stdin-close")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .arg("--exit-on-stdin-close");
+        let (proc, stdout) = ChildProcess::spawn(&mut cmd, Orphan::ExitsOnStdinClose, false)
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-
-        let stderr_buf = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let buf = Arc::clone(&stderr_buf);
-        std::thread::spawn(move || drain(stderr, &buf));
-
         // stdout: the ready line, then one JSON line per call.
-        let stdout = child.stdout.take().expect("piped stdout");
         let calls = Arc::clone(&self.calls);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for line in lines {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if let Ok(mut calls) = calls.lock() {
-                    calls.push(v);
-                }
-            }
-        });
-
-        let stdin = child.stdin.take();
-        let proc = RlsProcess {
-            child,
-            stdin,
-            stderr: stderr_buf,
-        };
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(e) => {
-                // Let the stderr reader catch up with a process that exited.
-                std::thread::sleep(Duration::from_millis(100));
-                let err = tail(
-                    &proc.stderr.lock().map(|b| b.clone()).unwrap_or_default(),
-                    30,
-                );
-                proc.kill();
-                panic!("pwf-rls did not print its ready line ({e}); stderr tail:\n{err}");
+        let logged = move |line: String| {
+            let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            if let Ok(mut calls) = calls.lock() {
+                calls.push(v);
             }
         };
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("pwf-rls ready line is not JSON ({e}): {line}"));
-        assert_eq!(
-            ready["ready"], true,
-            "unexpected pwf-rls ready line: {line}"
-        );
-        self.port = ready["port"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_else(|| panic!("pwf-rls ready line lacks port: {line}"));
+        match read_ready_line("pwf-rls", &proc, stdout, START_TIMEOUT, logged) {
+            Ok((_, port)) => self.port = port,
+            Err(e) => panic!("{e}"),
+        }
         self.proc = Some(proc);
     }
 }
@@ -308,23 +241,5 @@ impl Drop for RateLimitService {
             );
         }
         self.stop();
-    }
-}
-
-fn drain(mut stderr: impl Read, buf: &Mutex<String>) {
-    let mut chunk = [0u8; 8192];
-    while let Ok(n) = stderr.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        let Ok(mut buf) = buf.lock() else { break };
-        buf.push_str(&String::from_utf8_lossy(chunk.get(..n).unwrap_or_default()));
-        if buf.len() > 2 * STDERR_KEEP {
-            let mut cut = buf.len() - STDERR_KEEP;
-            while !buf.is_char_boundary(cut) {
-                cut += 1;
-            }
-            buf.drain(..cut);
-        }
     }
 }
