@@ -14,6 +14,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// How to match one string. Exactly one of `exact`, `prefix`, `suffix`,
 /// `contains` or `regex` must be set. Regexes are anchored: they must match the whole value.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StringMatch {
     pub exact: Option<String>,
@@ -140,6 +141,7 @@ fn eq(value: &[u8], folded_pattern: &[u8], ignore_case: bool) -> bool {
 /// Matches one header. With no `value`, the header must be present
 /// (or absent when `absent` is true). With a `value`, any of its values must match.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     pub name: String,
@@ -169,6 +171,7 @@ struct CompiledHeaderMatch {
 /// - `methods`: any of these methods (upper case).
 /// - `headers`: every header condition must hold.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestMatch {
     pub host: Option<StringMatch>,

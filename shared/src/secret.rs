@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 /// Exactly one of `inline` or `env`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
     pub inline: Option<String>,

@@ -9,6 +9,7 @@ use pwf_shared::{ConfigError, FieldPath};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Rule sets applied to requests, in order.
@@ -22,6 +23,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSetConfig {
     /// Optional name; a named rule set gets its own `rule_set.<name>.applied` counter.
@@ -32,6 +34,7 @@ pub struct RuleSetConfig {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest header or query value the filter writes; larger values are not written.
@@ -61,6 +64,7 @@ impl Default for Limits {
 
 /// One operation; written as a single-key object such as `{"set": {...}}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {
     Set(ValueOp),
@@ -75,6 +79,7 @@ pub enum Operation {
 
 /// `set`, `add`, `set_if_absent`: exactly one of `header` or `query`, and a `value` template.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValueOp {
     pub header: Option<String>,
@@ -84,6 +89,7 @@ pub struct ValueOp {
 
 /// `remove`: exactly one selector.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoveOp {
     pub header: Option<String>,
@@ -96,6 +102,7 @@ pub struct RemoveOp {
 
 /// `rename` and `copy`: from `header` (or `query`) to `to`, of the same kind.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MoveOp {
     pub header: Option<String>,
@@ -106,6 +113,7 @@ pub struct MoveOp {
 /// `replace`: regex replace on every value of `header` (or `query`);
 /// `replacement` may use `$1`, `${name}` capture groups.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceOp {
     pub header: Option<String>,
@@ -116,6 +124,7 @@ pub struct ReplaceOp {
 
 /// `rewrite_path`: regex replace on the path (without the query string).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RewritePathOp {
     pub regex: String,

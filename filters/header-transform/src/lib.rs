@@ -12,6 +12,9 @@ pub mod query;
 pub mod template;
 pub mod transform;
 
+// Only in the Wasm module: every filter exports `_initialize`, so native
+// builds that link several filters (xtask, tests) leave the entry point out.
+#[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod entry {
     proxy_wasm::main! {{

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Tried in order; the first whose `match` matches serves the request.
@@ -21,6 +22,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
@@ -58,6 +60,7 @@ pub struct SourceConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// The Envoy cluster of the token endpoint.
@@ -72,6 +75,7 @@ pub struct EndpointConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     /// HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
@@ -82,6 +86,7 @@ pub enum ClientAuth {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InjectConfig {
     #[serde(default = "default_inject_header")]
@@ -109,6 +114,7 @@ impl Default for InjectConfig {
 
 /// What to do when the request already carries the injection header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Existing {
     #[default]
@@ -117,6 +123,7 @@ pub enum Existing {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshConfig {
     /// Refresh once this fraction of `expires_in` has passed.
@@ -149,6 +156,7 @@ impl Default for RefreshConfig {
 
 /// When no usable token exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnUnavailable {
     /// Fail closed: 503 with a JSON body.

@@ -21,6 +21,7 @@ use std::rc::Rc;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -36,6 +37,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -65,6 +67,7 @@ pub struct ProviderConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     pub inline: Option<Value>,
@@ -72,6 +75,7 @@ pub struct JwksConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
     pub cluster: String,
@@ -93,6 +97,7 @@ pub struct RemoteConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretConfig {
     pub inline: Option<String>,
@@ -103,6 +108,7 @@ pub struct SecretConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SecretEncoding {
     #[default]
@@ -113,6 +119,7 @@ pub enum SecretEncoding {
 
 /// Exactly one of `header` (with an optional `prefix`), `query` or `cookie`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FromConfig {
     pub header: Option<String>,
@@ -122,6 +129,7 @@ pub struct FromConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimConfig {
     pub claim: String,
@@ -132,6 +140,7 @@ pub struct ClaimConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeaderConfig {
     pub claim: String,
@@ -141,6 +150,7 @@ pub struct ClaimHeaderConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnJwksUnavailable {
     #[default]
@@ -149,6 +159,7 @@ pub enum OnJwksUnavailable {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     #[serde(rename = "match", default)]
@@ -163,6 +174,7 @@ pub struct RuleConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequiresConfig {
     pub provider: Option<String>,
@@ -171,6 +183,7 @@ pub struct RequiresConfig {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Verified-token cache entries per worker; 0 disables the cache.

@@ -21,6 +21,9 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
+// Only in the Wasm module: every filter exports `_initialize`, so native
+// builds that link several filters (xtask, tests) leave the entry point out.
+#[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod entry {
     proxy_wasm::main! {{
