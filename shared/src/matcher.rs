@@ -17,11 +17,17 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StringMatch {
+    /// The whole value equals this.
     pub exact: Option<String>,
+    /// The value starts with this.
     pub prefix: Option<String>,
+    /// The value ends with this.
     pub suffix: Option<String>,
+    /// The value contains this.
     pub contains: Option<String>,
+    /// Regex (Rust `regex` syntax) that must match the whole value.
     pub regex: Option<String>,
+    /// Compare ASCII letters case-insensitively.
     #[serde(default)]
     pub ignore_case: bool,
 }
@@ -144,8 +150,11 @@ fn eq(value: &[u8], folded_pattern: &[u8], ignore_case: bool) -> bool {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
+    /// Header name, lower case.
     pub name: String,
+    /// A value of the header must match this; without it, presence is checked.
     pub value: Option<StringMatch>,
+    /// The header must be absent (not combined with `value`).
     #[serde(default)]
     pub absent: bool,
 }
@@ -174,10 +183,14 @@ struct CompiledHeaderMatch {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestMatch {
+    /// `:authority` without its port, compared case-insensitively.
     pub host: Option<StringMatch>,
+    /// `:path` without the query string, as sent (not percent-decoded).
     pub path: Option<StringMatch>,
+    /// Any of these methods (upper case); empty: any method.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Every one of these header conditions must hold.
     #[serde(default)]
     pub headers: Vec<HeaderMatch>,
 }

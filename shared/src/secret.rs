@@ -14,6 +14,7 @@ use serde::Deserialize;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
+    /// The value itself.
     pub inline: Option<String>,
     /// Name of an environment variable of the Wasm VM.
     pub env: Option<String>,

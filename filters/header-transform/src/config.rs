@@ -8,6 +8,8 @@ use pwf_shared::matcher::{compile_regex, RequestMatch};
 use pwf_shared::{ConfigError, FieldPath};
 use serde::Deserialize;
 
+/// header-transform: rule sets that set, add, remove, rename, copy and
+/// regex-rewrite headers, query parameters and the path.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -18,21 +20,26 @@ pub struct Config {
     /// Rule sets applied to responses, in order. Their `match` is evaluated on the request.
     #[serde(default)]
     pub response: Vec<RuleSetConfig>,
+    /// Size limits of what the filter writes.
     #[serde(default)]
     pub limits: Limits,
 }
 
+/// Operations applied together to the requests (or responses) `match` selects.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSetConfig {
     /// Optional name; a named rule set gets its own `rule_set.<name>.applied` counter.
     pub name: Option<String>,
+    /// Which requests the set applies to; absent: every request.
     #[serde(rename = "match", default)]
     pub match_: RequestMatch,
+    /// Applied in order; at least one.
     pub operations: Vec<Operation>,
 }
 
+/// Size limits; larger values are not written (and counted).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -67,13 +74,21 @@ impl Default for Limits {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {
+    /// Replaces every value with one rendered value (appends if absent).
     Set(ValueOp),
+    /// Appends a value, keeping existing ones.
     Add(ValueOp),
+    /// Sets only if no such header or parameter exists.
     SetIfAbsent(ValueOp),
+    /// Removes every matching header or query parameter.
     Remove(RemoveOp),
+    /// Moves every value to `to`, replacing the values `to` had.
     Rename(MoveOp),
+    /// Like `rename`, keeping the source.
     Copy(MoveOp),
+    /// Regex replace on every value, all matches.
     Replace(ReplaceOp),
+    /// Regex replace on the path without the query string (request rules only).
     RewritePath(RewritePathOp),
 }
 
@@ -82,8 +97,11 @@ pub enum Operation {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValueOp {
+    /// Header name (lower case; `host` is `:authority`).
     pub header: Option<String>,
+    /// Query parameter name (request rules only).
     pub query: Option<String>,
+    /// Value template: text with `${...}` variables, e.g. `${req.header.x-id:-none}`.
     pub value: String,
 }
 
@@ -92,11 +110,17 @@ pub struct ValueOp {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoveOp {
+    /// A header name.
     pub header: Option<String>,
+    /// Every header whose name starts with this (never pseudo-headers).
     pub header_prefix: Option<String>,
+    /// Every header whose (lower-case) name the regex matches whole (never pseudo-headers).
     pub header_regex: Option<String>,
+    /// A query parameter name.
     pub query: Option<String>,
+    /// Every query parameter whose name starts with this.
     pub query_prefix: Option<String>,
+    /// Every query parameter whose name the regex matches whole.
     pub query_regex: Option<String>,
 }
 
@@ -105,8 +129,11 @@ pub struct RemoveOp {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MoveOp {
+    /// Source header name.
     pub header: Option<String>,
+    /// Source query parameter name.
     pub query: Option<String>,
+    /// Destination: a header or a query parameter, the same kind as the source.
     pub to: String,
 }
 
@@ -116,9 +143,13 @@ pub struct MoveOp {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceOp {
+    /// Header whose values are rewritten.
     pub header: Option<String>,
+    /// Query parameter whose values are rewritten.
     pub query: Option<String>,
+    /// Regex (Rust `regex` syntax), unanchored; every match is replaced.
     pub regex: String,
+    /// Replacement text; may use `$1`, `${1}`, `${name}`.
     pub replacement: String,
 }
 
@@ -127,7 +158,9 @@ pub struct ReplaceOp {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RewritePathOp {
+    /// Regex (Rust `regex` syntax) on the path without the query string.
     pub regex: String,
+    /// Replacement text; may use `$1`, `${1}`, `${name}`.
     pub replacement: String,
 }
 

@@ -12,6 +12,7 @@ use pwf_shared::{ConfigError, FieldPath};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+/// jwt-acquire: OAuth2 client-credentials tokens injected into outgoing requests.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -21,22 +22,31 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
 }
 
+/// One client of one authorization server, and the requests that get its token.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// 1 to 64 characters of `a-z 0-9 _ -`, unique; used in metric names and shared-data keys.
     pub name: String,
     /// Which requests get this source's token; absent matches every request.
     #[serde(rename = "match")]
     pub matches: Option<RequestMatch>,
+    /// The OAuth2 token endpoint.
     pub token_endpoint: EndpointConfig,
+    /// The client id.
     pub client_id: SecretSource,
+    /// The client secret; an unset or empty variable is a configuration error.
     pub client_secret: SecretSource,
+    /// How the client authenticates to the token endpoint.
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// Sent as `scope`, space-separated.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Sent as `audience`.
     pub audience: Option<String>,
+    /// Sent as `resource` (RFC 8707).
     pub resource: Option<String>,
     /// Further form parameters of the token request.
     #[serde(default)]
@@ -47,10 +57,13 @@ pub struct SourceConfig {
     /// Lifetime assumed when the response has no `expires_in`.
     #[serde(default = "default_expires_in_s")]
     pub default_expires_in_s: u64,
+    /// How the token is written into requests.
     #[serde(default)]
     pub inject: InjectConfig,
+    /// When the token is refreshed, and retries after failures.
     #[serde(default)]
     pub refresh: RefreshConfig,
+    /// What happens to a request when no usable token exists.
     #[serde(default)]
     pub on_unavailable: OnUnavailable,
     /// How long a request waits for the first token (or a refresh after the
@@ -65,11 +78,14 @@ pub struct SourceConfig {
 pub struct EndpointConfig {
     /// The Envoy cluster of the token endpoint.
     pub cluster: String,
+    /// Path of the token endpoint, starting with `/`.
     pub path: String,
     /// `:authority` of the token request; defaults to `cluster`.
     pub authority: Option<String>,
+    /// 1 to 60000; no answer in time counts as a failed fetch.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// 256 to 1048576; a larger response is a failed fetch.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
 }
@@ -89,10 +105,13 @@ pub enum ClientAuth {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InjectConfig {
+    /// The header that carries the token.
     #[serde(default = "default_inject_header")]
     pub header: String,
+    /// Written before the token; `""` for a bare token.
     #[serde(default = "default_inject_prefix")]
     pub prefix: String,
+    /// When the request already has `header`.
     #[serde(default)]
     pub existing: Existing,
     /// Request headers removed before injecting (inbound credentials that
@@ -117,8 +136,10 @@ impl Default for InjectConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Existing {
+    /// Replace it with the token.
     #[default]
     Overwrite,
+    /// Keep it and inject nothing.
     Keep,
 }
 
@@ -136,8 +157,10 @@ pub struct RefreshConfig {
     /// Stop using a token this long before it expires (at most half its lifetime).
     #[serde(default = "default_expiry_margin_s")]
     pub expiry_margin_s: u64,
+    /// First retry delay after a failed fetch.
     #[serde(default = "default_retry_initial_ms")]
     pub retry_initial_ms: u64,
+    /// Longest retry delay.
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
 }

@@ -20,15 +20,18 @@ use serde_json::Value;
 use std::rc::Rc;
 use std::str::FromStr;
 
+/// jwt-auth: JWT validation with rules per route, claims to headers and filter state.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Token issuers and how their tokens are verified.
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
     /// First match wins; a request no rule matches passes unverified.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// The per-worker cache of verified tokens.
     #[serde(default)]
     pub cache: CacheConfig,
     /// Store the verified claims as filter state for later filters.
@@ -36,41 +39,63 @@ pub struct Config {
     pub claims_filter_state: bool,
 }
 
+/// A token issuer: its keys, where its tokens are, and what they must contain.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
+    /// `[a-z0-9_-]+`, unique.
     pub name: String,
+    /// Exact match of the `iss` claim.
     pub issuer: String,
+    /// `aud` must contain one of them; empty: not checked.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Allowed `alg` values (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA;
+    /// HS256, HS384, HS512 only with `secret`). Default: every asymmetric one.
     pub algorithms: Option<Vec<String>>,
+    /// Public keys: exactly one of `inline` or `remote` (or use `secret`).
     pub jwks: Option<JwksConfig>,
+    /// HMAC secret for HS* algorithms, at least 32 bytes.
     pub secret: Option<SecretConfig>,
+    /// Where the token is, tried in order.
+    /// Default: `[{"header": "authorization", "prefix": "Bearer "}]`.
     pub from: Option<Vec<FromConfig>>,
+    /// Leeway for `exp` and `nbf`, in seconds (at most 3600).
     #[serde(default = "default_clock_skew_s")]
     pub clock_skew_s: u64,
+    /// `exp - iat` (or `exp - now` without `iat`) must not exceed this.
     pub max_lifetime_s: Option<u64>,
+    /// A token without `exp` is malformed.
     #[serde(default = "default_true")]
     pub require_exp: bool,
+    /// Claims the token must have; failing one is a 403.
     #[serde(default)]
     pub required_claims: Vec<ClaimConfig>,
+    /// Keep the token in the request after verification; `false` strips it.
     #[serde(default)]
     pub forward: bool,
+    /// Verified claims written to request headers.
     #[serde(default)]
     pub claims_to_headers: Vec<ClaimHeaderConfig>,
+    /// Request header that gets the verified payload segment (base64url JSON).
     pub payload_header: Option<String>,
+    /// Longer tokens are rejected before parsing (at most 65536).
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// A remote provider with no keys at all: `deny` (401) or `allow` (pass unverified).
     #[serde(default)]
     pub on_jwks_unavailable: OnJwksUnavailable,
 }
 
+/// Exactly one of `inline` or `remote`.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
+    /// A JWKS document (`{"keys": [...]}`), parsed at load time.
     pub inline: Option<Value>,
+    /// A JWKS fetched from an Envoy cluster, shared by all workers.
     pub remote: Option<RemoteConfig>,
 }
 
@@ -78,31 +103,42 @@ pub struct JwksConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
+    /// Envoy cluster serving the JWKS.
     pub cluster: String,
     /// Defaults to `cluster`.
     pub authority: Option<String>,
+    /// Path of the JWKS.
     pub path: String,
+    /// Per fetch, at most 60000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Keys are refreshed after 90% of this.
     #[serde(default = "default_cache_duration_s")]
     pub cache_duration_s: u64,
+    /// Larger responses are rejected (at most 16 MiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
+    /// Minimum time between refetches triggered by an unknown `kid`.
     #[serde(default = "default_refetch_cooldown_s")]
     pub refetch_cooldown_s: u64,
+    /// First retry delay after a failed fetch (exponential backoff, jittered).
     #[serde(default = "default_retry_initial_ms")]
     pub retry_initial_ms: u64,
+    /// Longest retry delay.
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
 }
 
+/// Exactly one of `inline` or `env`.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretConfig {
+    /// The secret itself.
     pub inline: Option<String>,
     /// Name of an environment variable (read through the glue's lookup).
     pub env: Option<String>,
+    /// How the secret text is decoded into key bytes.
     #[serde(default)]
     pub encoding: SecretEncoding,
 }
@@ -111,9 +147,12 @@ pub struct SecretConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SecretEncoding {
+    /// The text itself, as UTF-8 bytes.
     #[default]
     Utf8,
+    /// Base64 (RFC 4648 §4).
     Base64,
+    /// Base64url (RFC 4648 §5).
     Base64url,
 }
 
@@ -122,19 +161,28 @@ pub enum SecretEncoding {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FromConfig {
+    /// A request header.
     pub header: Option<String>,
+    /// With `header`: the scheme before the token, compared case-insensitively (e.g. `Bearer `).
     pub prefix: Option<String>,
+    /// A query parameter.
     pub query: Option<String>,
+    /// A cookie.
     pub cookie: Option<String>,
 }
 
+/// A required claim: `exact` or `any_of`.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimConfig {
+    /// Claim name, or a dotted path (`realm.roles`).
     pub claim: String,
+    /// The claim (or, for an array, any element) equals this.
     pub exact: Option<String>,
+    /// The claim (or any element) equals one of these.
     pub any_of: Option<Vec<String>>,
+    /// Split string claims on spaces first (OAuth `scope`).
     #[serde(default)]
     pub space_delimited: bool,
 }
@@ -143,7 +191,9 @@ pub struct ClaimConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeaderConfig {
+    /// Claim name, or a dotted path.
     pub claim: String,
+    /// Request header to write.
     pub header: String,
     /// Joins array values; default ",".
     pub separator: Option<String>,
@@ -153,32 +203,44 @@ pub struct ClaimHeaderConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnJwksUnavailable {
+    /// 401 `jwks_unavailable`.
     #[default]
     Deny,
+    /// The request passes unverified, without claim outputs.
     Allow,
 }
 
+/// What a matching request needs; the first matching rule wins.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
+    /// Which requests the rule applies to; absent: every request.
     #[serde(rename = "match", default)]
     pub match_: RequestMatch,
+    /// Pass without looking at tokens (health checks, CORS preflight).
     #[serde(default)]
     pub bypass: bool,
+    /// Which providers must verify the token.
     pub requires: Option<RequiresConfig>,
+    /// No token is fine; a present token must still be valid.
     #[serde(default)]
     pub allow_missing: bool,
+    /// No token or an invalid one is fine; a valid one still produces outputs.
     #[serde(default)]
     pub allow_missing_or_failed: bool,
 }
 
+/// Exactly one of `provider`, `any_of` or `all_of`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequiresConfig {
+    /// This provider must verify the token.
     pub provider: Option<String>,
+    /// One of these providers must verify it.
     pub any_of: Option<Vec<String>>,
+    /// Each of these providers must verify it.
     pub all_of: Option<Vec<String>>,
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+/// plan-ratelimit: subscription-plan rate limits, exact across Envoy workers.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -29,21 +30,28 @@ pub struct Config {
     /// rules every request is limited with cost 1.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// `shadow` counts and logs what would be limited and never rejects or adds headers.
     #[serde(default)]
     pub mode: Mode,
+    /// When the state cannot be read or written, or the store is full for a client.
     #[serde(default)]
     pub on_store_error: FailureMode,
+    /// Rate limit headers on responses.
     #[serde(default)]
     pub response_headers: ResponseHeadersConfig,
+    /// Where the limiter state is kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Also ask an Envoy rate limit service (global limits).
     pub global: Option<GlobalConfig>,
 }
 
+/// A plan: its limits, or unlimited.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
+    /// At most one limit per `per`; required unless `unlimited`.
     #[serde(default)]
     pub limits: Vec<LimitConfig>,
     /// Never limited (limits must be empty).
@@ -51,11 +59,14 @@ pub struct PlanConfig {
     pub unlimited: bool,
 }
 
+/// One window: `requests` per `per`, with bursts up to `burst`.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
+    /// Requests allowed per period, at least 1.
     pub requests: u32,
+    /// The period.
     pub per: Per,
     /// Requests allowed at once; defaults to `requests`.
     pub burst: Option<u32>,
@@ -101,15 +112,19 @@ pub struct InputConfig {
     pub claim: Option<String>,
     /// With `claim`: only this jwt-auth provider's token; default any.
     pub provider: Option<String>,
+    /// The first value of a request header.
     pub header: Option<String>,
+    /// The downstream address without its port (`client_from` only).
     #[serde(default)]
     pub client_address: bool,
 }
 
+/// The cost of matching requests; the first matching rule wins.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
+    /// Which requests the rule applies to; absent: every request.
     #[serde(rename = "match", default)]
     pub matches: RequestMatch,
     /// Cells a request takes from every window of its plan.
@@ -124,6 +139,7 @@ pub struct RuleConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Reject requests over the limit with 429.
     #[default]
     Enforce,
     /// Count and log what would be limited, never reject.
@@ -194,15 +210,19 @@ pub enum StoreScope {
     PerWorker,
 }
 
+/// A gRPC rate limit service shared by every Envoy.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
     /// gRPC cluster of a `envoy.service.ratelimit.v3.RateLimitService`.
     pub cluster: String,
+    /// The rate limit domain.
     pub domain: String,
+    /// 1 to 10000.
     #[serde(default = "default_global_timeout_ms")]
     pub timeout_ms: u64,
+    /// The service fails or times out: `allow` (fail open) or `deny` (503).
     #[serde(default)]
     pub on_error: FailureMode,
     /// Deny without a remote call when this Envoy alone is already over the limit.
