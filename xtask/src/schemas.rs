@@ -40,6 +40,10 @@ pub const FILTERS: &[Filter] = &[
         name: "plan-ratelimit",
         schema: schema_of::<plan_ratelimit::config::Config>,
     },
+    Filter {
+        name: "cos-router",
+        schema: schema_of::<cos_router::config::Config>,
+    },
 ];
 
 fn schema_of<T: JsonSchema>() -> Schema {
