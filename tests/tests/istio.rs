@@ -477,24 +477,32 @@ fn phase_and_priority_put_the_gateway_chain_in_order() {
 }
 
 #[test]
-fn the_gateway_order_is_the_order_of_the_chain_the_envoy_tests_run() {
+fn the_gateway_order_is_the_order_of_the_chains_the_envoy_tests_run() {
     let chain = gateway_chain();
-    let tested = load_config_file("envoy-configs/chain.yaml");
-    let tested_names = filter_names(&http_filters(&tested))
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-    let istio: Vec<&String> = chain
-        .iter()
-        .map(|(n, _)| n)
-        .filter(|n| tested_names.contains(n))
-        .collect();
-    let envoy: Vec<&String> = tested_names
-        .iter()
-        .filter(|n| chain.iter().any(|(c, _)| c == *n))
-        .collect();
-    assert!(istio.len() >= 3, "{istio:?}");
-    assert_eq!(istio, envoy, "Istio order vs envoy-configs/chain.yaml");
+    // Envoy configs with several of the gateway's filters, and how many each
+    // must share with the gateway chain.
+    for (path, at_least) in [
+        ("envoy-configs/chain.yaml", 3),
+        ("envoy-configs/plan-ratelimit.yaml", 2),
+        ("envoy-configs/cos-router.yaml", 2),
+    ] {
+        let tested = load_config_file(path);
+        let tested_names: Vec<String> = filter_names(&http_filters(&tested))
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let istio: Vec<&String> = chain
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| tested_names.contains(n))
+            .collect();
+        let envoy: Vec<&String> = tested_names
+            .iter()
+            .filter(|n| chain.iter().any(|(c, _)| c == *n))
+            .collect();
+        assert!(istio.len() >= at_least, "{path}: {istio:?}");
+        assert_eq!(istio, envoy, "Istio order vs {path}");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `WasmPlugin` manifests of `envoy-configs/istio/plugins.yaml`:
 //! `<dir>/<plugin>.yaml` (`oci://` image) and `<dir>/https/<plugin>.yaml`
 //! (`https://` release asset). `<dir>` defaults to `envoy-configs/istio`;
-//! `make dist` writes release manifests into `dist/istio`.
+//! `make istio` writes both: the committed ones and `dist/istio`.
 
 mod generate;
 mod patch;

@@ -307,8 +307,8 @@ fn header(plugin: &Plugin, form: UrlForm) -> String {
          # of `{root_id}` in {envoy}; change those and run `make istio`.\n\
          # sha256: {digest_of} of the build at generation time.\n\
          # It changes with every code change, so the tests compare every other field\n\
-         # with a fresh generation and check only its format. Manifests with the\n\
-         # exact digests of a release: `make dist` (dist/istio/).\n#\n",
+         # with a fresh generation and check only its format. `make istio` also\n\
+         # writes these manifests to dist/istio/, next to the modules they pin.\n#\n",
         root_id = from.root_id,
         envoy = from.envoy_config,
     );
