@@ -68,7 +68,6 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
     assert!(ok, "new-filter failed:\n{stderr}");
     let created = [
         "envoy-configs/demo-probe.yaml",
-        "envoy-configs/istio/demo-probe.yaml",
         "filters/demo-probe/Cargo.toml",
         "filters/demo-probe/README.md",
         "filters/demo-probe/src/config.rs",
@@ -90,6 +89,31 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
             "{file} has a placeholder left"
         );
     }
+    // With a manifest generator (`make istio`), an entry in its source;
+    // without, the manifest itself.
+    let istio_source = repo.join("envoy-configs/istio/plugins.yaml");
+    if istio_source.is_file() {
+        let source = read(&istio_source);
+        let original = read(&repo_root().join("envoy-configs/istio/plugins.yaml"));
+        assert_eq!(
+            source
+                .strip_prefix(original.trim_end())
+                .and_then(|s| s.lines().nth(2)),
+            Some("- name: demo-probe"),
+            "entry appended:\n{source}"
+        );
+        assert!(source.contains(
+            "\n    envoy_config: envoy-configs/demo-probe.yaml\n    root_id: demo-probe\n"
+        ));
+        assert!(
+            stdout.contains("  envoy-configs/istio/plugins.yaml\n"),
+            "{stdout}"
+        );
+        assert!(!repo.join("envoy-configs/istio/demo-probe.yaml").exists());
+    } else {
+        assert!(repo.join("envoy-configs/istio/demo-probe.yaml").is_file());
+    }
+
     let manifest = read(&repo.join("Cargo.toml"));
     let original = read(&repo_root().join("Cargo.toml"));
     assert_eq!(

@@ -83,11 +83,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let root = repo_root()?;
     let written = scaffold(&root, name)?;
-    println!("created filter {name}:");
+    println!("filter {name}: wrote");
     for path in &written {
         println!("  {}", path.strip_prefix(&root).unwrap_or(path).display());
     }
     println!("  Cargo.toml: added to members and default-members");
+    if root.join(ISTIO_SOURCE).is_file() {
+        println!("  (envoy-configs/istio/{name}.yaml: run `make istio` to generate it from {ISTIO_SOURCE})");
+    }
     let snake = snake_case(name);
     println!(
         "next: cargo test -p {name}; cargo build --release --target wasm32-wasip1 -p {name}; \
@@ -128,17 +131,30 @@ pub fn scaffold(root: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
     collect_files(&templates, &mut files)?;
     files.sort();
 
-    let mut planned = Vec::with_capacity(files.len());
+    let istio_source = root.join(ISTIO_SOURCE);
+    let generated_istio = istio_source.is_file();
+    let mut planned = Vec::with_capacity(files.len() + 1);
     for template in files {
         let relative = template
             .strip_prefix(&templates)
             .map_err(|e| format!("{}: {e}", template.display()))?;
+        if generated_istio && relative.starts_with("envoy-configs/istio") {
+            continue; // `make istio` writes the manifest from the entry added below
+        }
         let target = root.join(vars.apply(&relative.to_string_lossy())?);
         if target.exists() {
             return Err(format!("{} already exists", target.display()));
         }
         let text = vars.apply(&read(&template)?)?;
         planned.push((target, text));
+    }
+
+    if generated_istio {
+        let entry = vars.apply(&read(&template_dir(root, "istio-plugin-entry.yaml"))?)?;
+        planned.push((
+            istio_source.clone(),
+            add_istio_plugin(&read(&istio_source)?, &entry)?,
+        ));
     }
 
     let manifest_path = root.join("Cargo.toml");
@@ -148,6 +164,27 @@ pub fn scaffold(root: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
     }
     write(&manifest_path, &manifest)?;
     Ok(planned.into_iter().map(|(target, _)| target).collect())
+}
+
+/// The source of the generated Istio manifests (`make istio`), when present.
+const ISTIO_SOURCE: &str = "envoy-configs/istio/plugins.yaml";
+
+/// `source` with `entry` appended to its `plugins:` list, which must be the
+/// file's last top-level key.
+fn add_istio_plugin(source: &str, entry: &str) -> Result<String, String> {
+    let last_key = source
+        .lines()
+        .rfind(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or_default();
+    if last_key.trim_end() != "plugins:" {
+        return Err(format!(
+            "{ISTIO_SOURCE}: `plugins:` is not the last top-level key; add the entry by hand"
+        ));
+    }
+    let mut out = source.trim_end().to_string();
+    out.push('\n');
+    out.push_str(entry);
+    Ok(out)
 }
 
 /// Kebab case, 2 to 40 characters, not a Rust keyword, and neither a filter
@@ -386,11 +423,25 @@ mod tests {
     }
 
     #[test]
+    fn istio_entry_is_appended_to_the_plugin_list() {
+        let source = "# c\nregistry: r\nplugins:\n\n- name: a\n  spec: {}\n\n";
+        assert_eq!(
+            add_istio_plugin(source, "\n- name: b\n").unwrap(),
+            "# c\nregistry: r\nplugins:\n\n- name: a\n  spec: {}\n\n- name: b\n"
+        );
+        assert_eq!(
+            add_istio_plugin("plugins:\n- name: a\nregistry: r\n", "x").unwrap_err(),
+            "envoy-configs/istio/plugins.yaml: `plugins:` is not the last top-level key; add the entry by hand"
+        );
+    }
+
+    #[test]
     fn every_template_renders() {
         let root = crate::schemas::repo_root();
         let mut files = Vec::new();
         collect_files(&template_dir(&root, "new-filter"), &mut files).unwrap();
         collect_files(&template_dir(&root, "fork"), &mut files).unwrap();
+        files.push(template_dir(&root, "istio-plugin-entry.yaml"));
         assert!(files.len() >= 10, "{files:?}");
         let vars = Vars::for_filter("geo-tagger").with("shared_mode", "copied");
         for file in files {
