@@ -34,11 +34,11 @@ fn walkthrough_shows_each_filter_at_work() {
         "-> 200 from upstream \"echo\"; upstream saw GET /catalog/items",
         "upstream header x-tenant: \"public\"",
         // The egress call to /api/ and the rate-limit steps pass the ingress chain too.
-        "wasmcustom.header_transform.rules_applied: 31",
+        "wasmcustom.header_transform.rules_applied: 35",
         "wasmcustom.jwt_auth.verify.native: ",
         "upstream header authorization: \"Bearer eyJ",
         "upstream header x-jwt-client: \"svc-a\"",
-        "wasmcustom.jwt_auth.allowed: 14",
+        "wasmcustom.jwt_auth.allowed: 16",
         "statuses: 200 200 200 200 200 429",
         "response header retry-after: 1",
         "response header ratelimit: \"free-second\";r=0;t=1",
@@ -46,6 +46,21 @@ fn walkthrough_shows_each_filter_at_work() {
         "wasmcustom.plan_ratelimit.limited.free: 1",
         "wasmcustom.jwt_acquire.source.svc-a.fetch_ok: 1",
         "wasmcustom.jwt_acquire.source.svc-a.injected: 2",
+        // cos-router: a pro and a free user on the same path land on different
+        // backends, each with its sticky layout variant (SHA-256 of salt and sub);
+        // dave's own x-cos-cluster header is replaced.
+        "  -> 200 from upstream \"v2\"; upstream saw GET /api/catalog\n\
+         \x20    upstream header x-cos-class: \"pro\"\n\
+         \x20    upstream header x-cos-cluster: \"echo_v2\"\n\
+         \x20    upstream header x-cos-experiments: \"layout=classic\"\n\
+         \x20    response header x-cos-experiments: layout=classic\n",
+        "-H 'x-cos-cluster: echo_v2'\n\
+         \x20 -> 200 from upstream \"echo\"; upstream saw GET /api/catalog\n\
+         \x20    upstream header x-cos-class: \"free\"\n\
+         \x20    upstream header x-cos-cluster: \"echo\"\n\
+         \x20    upstream header x-cos-experiments: \"layout=compact\"\n\
+         \x20    response header x-cos-experiments: layout=compact\n",
+        "wasmcustom.cos_router.experiment.layout.variant.compact: ",
     ] {
         assert!(
             stdout.contains(expected),

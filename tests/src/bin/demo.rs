@@ -43,6 +43,8 @@ struct Step {
 fn steps() -> Vec<Step> {
     let token = pwf_tests::jwt::demo_token("alice", serde_json::json!({"plan": "pro"}));
     let free = pwf_tests::jwt::demo_token("carol", serde_json::json!({"plan": "free"}));
+    // cos-router's own free user: carol's rate limit budget is for the plan-ratelimit step.
+    let dave = pwf_tests::jwt::demo_token("dave", serde_json::json!({"plan": "free"}));
     let mut tampered = token.clone();
     tampered.truncate(token.len() - 4);
     tampered.push_str("AAAA");
@@ -130,6 +132,33 @@ fn steps() -> Vec<Step> {
             headers: vec![],
             upstream_headers: &["x-jwt-client", "x-jwt-plan", "authorization"],
             response_headers: &[],
+            repeat: 1,
+        },
+        Step {
+            title: "cos-router: a pro user (alice, plan=pro) is class pro, routed to the premium backend `echo_v2`; \
+                    experiment layout assigns her a sticky variant from her `sub`"
+                .into(),
+            listener: INGRESS,
+            method: "GET",
+            path: "/api/catalog",
+            headers: vec![("authorization", format!("Bearer {token}"))],
+            upstream_headers: &["x-cos-class", "x-cos-cluster", "x-cos-experiments"],
+            response_headers: &["x-cos-experiments"],
+            repeat: 1,
+        },
+        Step {
+            title: "cos-router: a free user (dave, plan=free) on the same path is class free, routed to `echo`, \
+                    in the other layout variant"
+                .into(),
+            listener: INGRESS,
+            method: "GET",
+            path: "/api/catalog",
+            headers: vec![
+                ("authorization", format!("Bearer {dave}")),
+                ("x-cos-cluster", "echo_v2".into()),
+            ],
+            upstream_headers: &["x-cos-class", "x-cos-cluster", "x-cos-experiments"],
+            response_headers: &["x-cos-experiments"],
             repeat: 1,
         },
         Step {
@@ -280,7 +309,7 @@ fn main() {
     let ingress = envoy.rendered().port(INGRESS);
     let egress = envoy.rendered().port(EGRESS);
     println!(
-        "Envoy is running: ingress chain (jwt-auth, header-transform) on http://127.0.0.1:{ingress}, \
+        "Envoy is running: ingress chain (jwt-auth, plan-ratelimit, cos-router, header-transform) on http://127.0.0.1:{ingress}, \
          egress chain (jwt-acquire) on http://127.0.0.1:{egress}, admin http://127.0.0.1:{}",
         envoy.admin_port()
     );
