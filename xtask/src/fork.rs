@@ -115,10 +115,18 @@ pub fn fork(root: &Path, filter: &str, dest: &Path, shared: SharedDep) -> Result
     write(&dest.join(".gitignore"), "/target\n")?;
 
     let shared_mode = match shared {
-        SharedDep::Copy => "copied into `shared/` and used by path",
-        SharedDep::Version => "used by version from a registry",
+        SharedDep::Copy => format!(
+            "copied into `shared/` and used by path. To use a published version \
+             instead, keep only the version of the dependency in \
+             `filters/{filter}/Cargo.toml` and delete `shared/` and its entry in `members`"
+        ),
+        SharedDep::Version => "used by version from a registry. It is not on crates.io yet: \
+             publish it to a registry of your own, or add \
+             `[patch.crates-io] pwf-shared = { path = \"...\" }` to `Cargo.toml`, \
+             pointing at a checkout of proxy-wasm-filters' `shared/`"
+            .to_string(),
     };
-    let vars = Vars::for_filter(filter).with("shared_mode", shared_mode);
+    let vars = Vars::for_filter(filter).with("shared_mode", &shared_mode);
     let templates = template_dir(root, "fork");
     for name in ["README.md", "Makefile"] {
         write(
