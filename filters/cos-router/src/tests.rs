@@ -850,3 +850,19 @@ fn set_cookie_attributes() {
     assert_eq!(cookie::new_id(1, 0xff), "000000000000000100000000000000ff");
     assert!(cookie::valid_id(cookie::new_id(u64::MAX, 7).as_bytes()));
 }
+
+#[test]
+fn every_json_example_in_the_readme_loads() {
+    let readme = include_str!("../README.md");
+    let mut blocks = 0;
+    let mut rest = readme;
+    while let Some(start) = rest.find("```json\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").unwrap();
+        let config: Value = serde_json::from_str(&body[..end]).unwrap();
+        load(&config).unwrap_or_else(|e| panic!("README example {blocks}: {e}"));
+        blocks += 1;
+        rest = &body[end..];
+    }
+    assert_eq!(blocks, 1);
+}
