@@ -143,6 +143,7 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
     assert_eq!(read(&repo.join("Cargo.toml")), manifest);
 
     let target = target_cache(CACHE);
+    cargo_ok(&repo, Some(&target), &["fmt", "-p", NAME, "--", "--check"]);
     cargo_ok(
         &repo,
         Some(&target),
@@ -172,6 +173,13 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
             "-D",
             "warnings",
         ],
+    );
+
+    let wasm32_lint = "clippy --release --target wasm32-wasip1 -p demo-probe -- -D warnings";
+    cargo_ok(
+        &repo,
+        Some(&target),
+        &wasm32_lint.split(' ').collect::<Vec<_>>(),
     );
 
     let wasm = target.join("wasm32-wasip1/release/demo_probe.wasm");

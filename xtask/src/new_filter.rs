@@ -163,7 +163,26 @@ pub fn scaffold(root: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
         write(target, text)?;
     }
     write(&manifest_path, &manifest)?;
-    Ok(planned.into_iter().map(|(target, _)| target).collect())
+    let written: Vec<PathBuf> = planned.into_iter().map(|(target, _)| target).collect();
+    format_rust(&written);
+    Ok(written)
+}
+
+/// rustfmt on the written Rust files: line breaks depend on the name's
+/// length, so `cargo fmt --check` passes for any name. Without rustfmt
+/// (`rustup component add rustfmt`) the files stay as the templates are.
+fn format_rust(files: &[PathBuf]) {
+    let rust: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    let status = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021"])
+        .args(&rust)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("note: rustfmt did not run; format the new files with `cargo fmt`");
+    }
 }
 
 /// The source of the generated Istio manifests (`make istio`), when present.

@@ -37,7 +37,9 @@ fn a_configured_header_replaces_the_upstream_one() {
     let echo = EchoUpstream::start("echo");
     let envoy = Envoy::builder(CONFIG)
         .upstream(18000, &echo)
-        .plugin_config(r#"{"response_headers":[{"name":"content-type","value":"text/x-{{name}}"}]}"#)
+        .plugin_config(
+            r#"{"response_headers":[{"name":"content-type","value":"text/x-{{name}}"}]}"#,
+        )
         .start();
     let resp = envoy.get("/anything");
     assert_eq!(resp.status, 200);
@@ -49,7 +51,11 @@ fn a_bad_configuration_fails_validation_naming_the_field() {
     let result = Envoy::builder(CONFIG)
         .plugin_config(r#"{"response_headers":[{"name":"X-Upper","value":"1"}]}"#)
         .validate();
-    assert!(!result.ok, "the config must be rejected:\n{}", result.output);
+    assert!(
+        !result.ok,
+        "the config must be rejected:\n{}",
+        result.output
+    );
     let expected = "invalid configuration: response_headers[0].name: 'X-Upper': header names must be lower case";
     assert!(
         result.output.contains(expected),

@@ -9,7 +9,11 @@ fn load(json: &str) -> Result<Decorator, String> {
 }
 
 fn request(path: &str, extra: &[(&str, &str)]) -> HeaderList {
-    let mut pairs = vec![(":method", "GET"), (":path", path), (":authority", "example.com")];
+    let mut pairs = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "example.com"),
+    ];
     pairs.extend_from_slice(extra);
     HeaderList::from_pairs(pairs)
 }
@@ -20,7 +24,10 @@ fn headers_are_kept_in_order() {
         .unwrap();
     assert_eq!(
         d.response_headers(),
-        &[("x-b".to_string(), b"2".to_vec()), ("x-a".to_string(), b"1".to_vec())]
+        &[
+            ("x-b".to_string(), b"2".to_vec()),
+            ("x-a".to_string(), b"1".to_vec())
+        ]
     );
 }
 
@@ -48,7 +55,10 @@ fn match_selects_requests() {
 fn bad_configs_are_rejected_naming_the_field() {
     let cases = [
         ("{}", "missing field `response_headers`"),
-        (r#"{"response_headers":[]}"#, "response_headers: at least one header is required"),
+        (
+            r#"{"response_headers":[]}"#,
+            "response_headers: at least one header is required",
+        ),
         (
             r#"{"response_headers":[{"name":"x-a","value":"1"}],"bogus":1}"#,
             "bogus: unknown field `bogus`, expected `response_headers` or `match`",
@@ -83,5 +93,8 @@ fn bad_configs_are_rejected_naming_the_field() {
 fn an_oversized_value_is_rejected() {
     let value = "v".repeat(crate::config::MAX_VALUE_BYTES + 1);
     let json = format!(r#"{{"response_headers":[{{"name":"x-a","value":"{value}"}}]}}"#);
-    assert_eq!(load(&json).unwrap_err(), "response_headers[0].value: exceeds the size limit");
+    assert_eq!(
+        load(&json).unwrap_err(),
+        "response_headers[0].value: exceeds the size limit"
+    );
 }
