@@ -7,6 +7,13 @@
 #   make demo    the filter chain in Envoy on 127.0.0.1:10000 with built-in upstreams; Ctrl-C stops it
 #   make bench   benchmark suites (Envoy pinned to one core, wrk on the other); writes docs/benchmarks.md
 #   make lint    rustfmt check, clippy (host and wasm32) with -D warnings
+#   make dist    release files in dist/: <filter>-<version>.wasm, .sha256, SHA256SUMS, schemas, OCI image layouts, digests.json
+#   make push-oci REGISTRY=host/namespace [TLS_VERIFY=false]  push dist/'s OCI images with skopeo, check the registry's digests
+#   make schemas filters/<name>/config.schema.json from the config types (commit the result)
+#   make istio   envoy-configs/istio/ WasmPlugin manifests from envoy-configs/istio/plugins.yaml, with the digests of `make dist`
+#   make fork FILTER=jwt-auth DEST=../my-jwt-auth [SHARED=version]  one filter as a standalone Cargo workspace (docs/forking.md)
+#   make new-filter NAME=my-filter  scaffold filters/<name>/ with config, logic, glue, tests, Envoy config and Istio entry
+#   make package-shared  cargo package -p pwf-shared (the crate a fork can depend on by version)
 #   make clean   cargo clean, .tmp/ and dist/ (keeps .venv)
 
 SHELL := /bin/bash
@@ -25,9 +32,24 @@ PYTHON ?= python3
 ENVOY_BIN ?= $(ENVOY)
 export ENVOY_BIN
 
-# Crates that are not Wasm filters (host-only test harness, rate limit
-# service and project tasks; rlib helpers).
-NON_FILTER_CRATES := --exclude pwf-tests --exclude pwf-rls --exclude pwf-shared --exclude xtask
+# The filters: every crate in filters/ (xtask dist reads the same set from
+# the workspace). Each is built on its own (-p), not in one --workspace build:
+# the crate hashes inside a module depend on the features that all selected
+# packages unify (proc-macro crates included), so only a per-filter build is
+# reproduced exactly by `make build FILTERS=<name>` or a single-filter cargo
+# build.
+FILTERS := $(patsubst $(ROOT)/filters/%/Cargo.toml,%,$(wildcard $(ROOT)/filters/*/Cargo.toml))
+
+# Release modules must not depend on where Cargo keeps downloaded crates: their
+# panic locations name source files, and $CARGO_HOME differs between machines.
+# Only for the wasm32 target, so host builds (cargo test, clippy) keep their
+# flags and caches. A plain `cargo build --target wasm32-wasip1` without this
+# builds separate artifacts beside these (no rebuild ping-pong).
+CARGO_HOME ?= $(HOME)/.cargo
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(CARGO_HOME)=/cargo
+
+# apt-get needs root; CI runners have passwordless sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 setup-idp:
 	@if node tests/idp/check-install.cjs; then \
@@ -36,12 +58,12 @@ setup-idp:
 	  npm ci --prefix tests/idp --no-audit --no-fund; \
 	fi
 
-.PHONY: help setup setup-rust setup-envoy setup-idp setup-redis build test lint demo bench clean
+.PHONY: help setup setup-rust setup-envoy setup-idp setup-redis setup-registry build test lint demo bench clean dist push-oci schemas
 
 help:
 	@sed -n 's/^#   make /make /p' $(lastword $(MAKEFILE_LIST))
 
-setup: setup-rust setup-envoy setup-idp setup-redis
+setup: setup-rust setup-envoy setup-idp setup-redis setup-registry
 
 setup-rust:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' \
@@ -62,11 +84,23 @@ setup-redis:
 	@if command -v redis-server >/dev/null; then \
 	  echo "redis-server present: $$(command -v redis-server)"; \
 	else \
-	  apt-get install -y redis-server || (apt-get update && apt-get install -y redis-server); \
+	  $(SUDO) apt-get install -y redis-server || ($(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server); \
+	fi
+
+# The registry tests push dist/'s OCI images to Debian's docker-registry
+# (CNCF distribution) on loopback with skopeo; make push-oci uses skopeo too.
+setup-registry:
+	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then \
+	  echo "docker-registry and skopeo present"; \
+	else \
+	  $(SUDO) apt-get install -y docker-registry skopeo || ($(SUDO) apt-get update && $(SUDO) apt-get install -y docker-registry skopeo); \
 	fi
 
 build: setup-rust
-	cargo build --release --target $(WASM_TARGET) --workspace $(NON_FILTER_CRATES)
+	@for f in $(FILTERS); do \
+	  echo "cargo build --release --target $(WASM_TARGET) -p $$f"; \
+	  cargo build --release --target $(WASM_TARGET) -p "$$f"; \
+	done
 	@shopt -s nullglob; \
 	for f in $(WASM_DIR)/*.wasm; do \
 	  bytes=$$(stat -c %s "$$f"); \
@@ -94,9 +128,55 @@ demo: setup build
 
 # BENCH_ARGS, e.g. BENCH_ARGS="--suite header-transform --runs 7"; see bench/README.md.
 bench: setup
-	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
-	cargo build --release --target $(WASM_TARGET) -p header-transform -p jwt-auth -p jwt-acquire -p plan-ratelimit -p empty-filter
+	command -v wrk >/dev/null || $(SUDO) apt-get install -y wrk || ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk)
+	cargo build --release --target $(WASM_TARGET) -p header-transform -p jwt-auth -p jwt-acquire -p plan-ratelimit -p cos-router -p empty-filter
 	cargo run -q -p pwf-tests --bin bench -- $(BENCH_ARGS)
+
+# `cargo test -p xtask` fails when a committed schema differs from this output.
+schemas:
+	cargo run -q -p xtask -- schemas
+
+# Istio WasmPlugin manifests from envoy-configs/istio/plugins.yaml and the
+# Envoy configs, with the sha256 digests of a fresh `make dist`: into
+# envoy-configs/istio/ (commit them; the tests compare every field but sha256
+# with a fresh generation) and into $(DIST)/istio/ next to the modules.
+.PHONY: istio
+istio:
+	$(MAKE) dist
+	$(XTASK) istio --digests "$(DIST)/digests.json"
+	$(XTASK) istio --digests "$(DIST)/digests.json" --out "$(DIST)/istio"
+
+# Packaging only: the modules are those of `make build` (same profile and
+# target dir). RELEASE_TAG=vX.Y.Z makes it fail unless the tag names the
+# workspace version. The tests pass XTASK=<prebuilt binary> and their own DIST.
+XTASK ?= cargo run -q -p xtask --
+DIST ?= $(ROOT)/dist
+dist: build
+	$(XTASK) dist --out "$(DIST)" $(if $(RELEASE_TAG),--expect-tag $(RELEASE_TAG))
+
+# E.g. REGISTRY=ghcr.io/<owner>: pushes <REGISTRY>/<filter>:<version> for every
+# image in dist/ (run `make dist` first) and fails unless the registry holds
+# the manifest digest recorded in dist/digests.json.
+TLS_VERIFY ?= true
+push-oci: setup-registry
+	@test -n "$(REGISTRY)" || { echo "usage: make push-oci REGISTRY=host/namespace [TLS_VERIFY=false]" >&2; exit 2; }
+	$(XTASK) push-oci --registry "$(REGISTRY)" --dist "$(DIST)" --dest-tls-verify=$(TLS_VERIFY)
+
+# Forking and scaffolding (docs/forking.md).
+.PHONY: fork new-filter package-shared
+SHARED ?= copy
+fork:
+	@test -n "$(FILTER)" -a -n "$(DEST)" || { echo "usage: make fork FILTER=<filter> DEST=<dir> [SHARED=copy|version]" >&2; exit 2; }
+	cargo run -q -p xtask -- fork "$(FILTER)" "$(DEST)" --shared=$(SHARED)
+
+new-filter:
+	@test -n "$(NAME)" || { echo "usage: make new-filter NAME=<kebab-case-name>" >&2; exit 2; }
+	cargo run -q -p xtask -- new-filter "$(NAME)"
+
+# Builds the packaged crate too (no --no-verify). ALLOW_DIRTY=1 packages a
+# working tree with uncommitted changes.
+package-shared:
+	cargo package -p pwf-shared $(if $(ALLOW_DIRTY),--allow-dirty)
 
 clean:
 	cargo clean

@@ -35,14 +35,18 @@
 mod child;
 mod client;
 mod config_files;
+pub mod dist;
 mod echo;
 mod envoy;
+mod file_server;
 mod idp;
 pub mod jwt;
 mod ports;
 mod redis;
+mod registry;
 mod render;
 mod rls;
+pub mod standalone;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -52,9 +56,11 @@ pub use client::{HttpClient, RawResponse, RequestBuilder, Response};
 pub use config_files::{filter_names, http_filters, load_config_file, plugin_config_of};
 pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
 pub use envoy::{validate, Envoy, EnvoyBuilder, ValidateResult};
+pub use file_server::FileServer;
 pub use idp::{jwt_parts, Idp, IdpBuilder};
 pub use ports::free_port;
 pub use redis::{Redis, Resp};
+pub use registry::Registry;
 pub use render::{render, RenderOptions, Rendered};
 pub use rls::{rls_bin, RateLimitService, RateLimitServiceBuilder};
 
