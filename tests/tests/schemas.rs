@@ -34,11 +34,6 @@ const FILTERS: &[&str] = &[
     "cos-router",
 ];
 
-/// Filters still being written: their examples are checked wherever they
-/// exist, but not yet required everywhere (a README example, an Istio
-/// manifest, at least three configs) as they are for the others.
-const EXAMPLES_PENDING: &[&str] = &["cos-router"];
-
 /// Wasm modules in example configs that take no configuration (benchmark baseline).
 const WITHOUT_SCHEMA: &[&str] = &["empty-filter"];
 
@@ -400,9 +395,7 @@ fn every_example_config_validates_and_loads() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     for filter in FILTERS {
         let n = examples.iter().filter(|e| e.filter == *filter).count();
-        if !EXAMPLES_PENDING.contains(filter) {
-            assert!(n >= 3, "only {n} examples of {filter}");
-        }
+        assert!(n >= 3, "only {n} examples of {filter}");
     }
     eprintln!("{} example configs validated", examples.len());
 }
@@ -417,10 +410,10 @@ fn examples_come_from_every_kind_of_place() {
             .count()
     };
     assert!(
-        from("envoy-configs/chain.yaml") == 4,
-        "chain.yaml has four filters on two listeners"
+        from("envoy-configs/chain.yaml") == 5,
+        "chain.yaml has five filters on two listeners"
     );
-    for filter in FILTERS.iter().filter(|f| !EXAMPLES_PENDING.contains(f)) {
+    for filter in FILTERS {
         assert!(
             examples
                 .iter()
@@ -439,7 +432,7 @@ fn examples_come_from_every_kind_of_place() {
 #[test]
 fn every_filter_readme_has_a_validated_example() {
     let readmes = filter_readmes();
-    for filter in FILTERS.iter().filter(|f| !EXAMPLES_PENDING.contains(f)) {
+    for filter in FILTERS {
         assert!(
             readmes.iter().any(|(_, f)| f == filter),
             "filters/{filter}/README.md is missing"
