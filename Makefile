@@ -39,6 +39,8 @@ export ENVOY_BIN
 # reproduced exactly by `make build FILTERS=<name>` or a single-filter cargo
 # build.
 FILTERS := $(patsubst $(ROOT)/filters/%/Cargo.toml,%,$(wildcard $(ROOT)/filters/*/Cargo.toml))
+# Modules only `make bench` runs (bench/configs, checked by the tests too).
+BENCH_MODULES := empty-filter host-call-probe
 
 # Release modules must not depend on where Cargo keeps downloaded crates: their
 # panic locations name source files, and $CARGO_HOME differs between machines.
@@ -97,7 +99,7 @@ setup-registry:
 	fi
 
 build: setup-rust
-	@for f in $(FILTERS); do \
+	@for f in $(FILTERS) $(BENCH_MODULES); do \
 	  echo "cargo build --release --target $(WASM_TARGET) -p $$f"; \
 	  cargo build --release --target $(WASM_TARGET) -p "$$f"; \
 	done
@@ -127,9 +129,8 @@ demo: setup build
 	cargo run --release -q -p pwf-tests --bin demo
 
 # BENCH_ARGS, e.g. BENCH_ARGS="--suite header-transform --runs 7"; see bench/README.md.
-bench: setup
+bench: setup build
 	command -v wrk >/dev/null || $(SUDO) apt-get install -y wrk || ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk)
-	cargo build --release --target $(WASM_TARGET) -p header-transform -p jwt-auth -p jwt-acquire -p plan-ratelimit -p cos-router -p empty-filter
 	cargo run -q -p pwf-tests --bin bench -- $(BENCH_ARGS)
 
 # `cargo test -p xtask` fails when a committed schema differs from this output.
