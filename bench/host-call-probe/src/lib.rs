@@ -1,6 +1,6 @@
 //! Makes `calls` host calls of one `kind` in every request's
 //! `on_http_request_headers`, and nothing else. The plugin configuration is
-//! `<kind> <calls>`, e.g. `header_get 8`:
+//! `{"kind": "<kind>", "calls": <n>}`, e.g. `{"kind": "header_get", "calls": 8}`:
 //!
 //! - `time`: `proxy_get_current_time_nanoseconds`;
 //! - `metric`: `proxy_increment_metric` on one counter;
@@ -59,6 +59,13 @@ impl Probe {
     }
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    kind: String,
+    calls: u32,
+}
+
 #[derive(Default)]
 struct Root {
     probe: Option<Probe>,
@@ -72,25 +79,24 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let text = String::from_utf8_lossy(&config);
-        let mut words = text.split_whitespace();
-        let kind = match words.next() {
-            Some("time") => Kind::Time,
-            Some("metric") => {
-                match hostcalls::define_metric(MetricType::Counter, "probe.calls") {
-                    Ok(id) => Kind::Metric(id),
-                    Err(_) => return false,
-                }
-            }
-            Some("header_get") => Kind::HeaderGet,
-            Some("header_set") => Kind::HeaderSet,
-            Some("property") => Kind::Property,
-            _ => return false,
-        };
-        let Some(calls) = words.next().and_then(|n| n.parse().ok()) else {
+        let Ok(config) = serde_json::from_slice::<Config>(&config) else {
             return false;
         };
-        self.probe = Some(Probe { kind, calls });
+        let kind = match config.kind.as_str() {
+            "time" => Kind::Time,
+            "metric" => match hostcalls::define_metric(MetricType::Counter, "probe.calls") {
+                Ok(id) => Kind::Metric(id),
+                Err(_) => return false,
+            },
+            "header_get" => Kind::HeaderGet,
+            "header_set" => Kind::HeaderSet,
+            "property" => Kind::Property,
+            _ => return false,
+        };
+        self.probe = Some(Probe {
+            kind,
+            calls: config.calls,
+        });
         true
     }
 
