@@ -3,17 +3,27 @@
 //! and clippy, and works in a real Envoy as its generated integration test
 //! expects; bad and taken names are refused without writing anything.
 //!
-//! The generated integration test (`tests/tests/demo_probe.rs` of the copy)
-//! needs the copy's own pwf-tests build, about five minutes on two cores
-//! without a cache. By default this test runs the same checks from here
-//! against the copy's `.wasm` and Envoy config; `PWF_SCAFFOLD_FULL=1` also
-//! runs the generated test itself in the copy.
+//! The scaffold also registers the filter where the repository's own tests
+//! look (the schema list, xtask's and the tests' dependencies), writes its
+//! JSON Schema and, from the module it builds, its Istio manifests. In the
+//! copy, `cargo test -p xtask` then passes (schemas and Istio manifests
+//! current, `xtask schemas --check` / `xtask istio --check`), and from here
+//! the new manifests follow Istio's WasmPlugin schema, pin the built module,
+//! and every example config of the filter validates against its schema and
+//! loads in Envoy.
+//!
+//! The copy's own pwf-tests build (the generated integration test,
+//! tests/tests/schemas.rs and istio.rs with the new filter) takes about five
+//! minutes on two cores without a cache; `PWF_SCAFFOLD_FULL=1` runs those
+//! three in the copy as well.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pwf_tests::standalone::{cargo_ok, target_cache, use_wasm_file, xtask};
+use pwf_tests::dist::sha256sum;
+use pwf_tests::standalone::{cargo, cargo_ok, target_cache, use_wasm_file};
 use pwf_tests::{envoy_bin, repo_root, EchoUpstream, Envoy};
+use serde_json::Value;
 
 const NAME: &str = "demo-probe";
 const CACHE: &str = "fork-test";
@@ -45,8 +55,15 @@ fn copy_repo(dest: &Path) {
     }
 }
 
+/// The copy's own xtask, built in the test cache: the scaffold builds the
+/// new crate and xtask with it there too, not in this repository's target.
 fn new_filter(repo: &Path, name: &str) -> (bool, String, String) {
-    let out = xtask(repo, &["new-filter", name]);
+    let target = target_cache(CACHE);
+    let out = cargo(
+        repo,
+        Some(&target),
+        &["run", "-q", "-p", "xtask", "--", "new-filter", name],
+    );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -89,30 +106,35 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
             "{file} has a placeholder left"
         );
     }
-    // With a manifest generator (`make istio`), an entry in its source;
-    // without, the manifest itself.
-    let istio_source = repo.join("envoy-configs/istio/plugins.yaml");
-    if istio_source.is_file() {
-        let source = read(&istio_source);
-        let original = read(&repo_root().join("envoy-configs/istio/plugins.yaml"));
-        assert_eq!(
-            source
-                .strip_prefix(original.trim_end())
-                .and_then(|s| s.lines().nth(2)),
-            Some("- name: demo-probe"),
-            "entry appended:\n{source}"
-        );
-        assert!(source.contains(
-            "\n    envoy_config: envoy-configs/demo-probe.yaml\n    root_id: demo-probe\n"
-        ));
-        assert!(
-            stdout.contains("  envoy-configs/istio/plugins.yaml\n"),
-            "{stdout}"
-        );
-        assert!(!repo.join("envoy-configs/istio/demo-probe.yaml").exists());
-    } else {
-        assert!(repo.join("envoy-configs/istio/demo-probe.yaml").is_file());
+    // The Istio entry in the generator's source, and the manifests made from it.
+    let source = read(&repo.join("envoy-configs/istio/plugins.yaml"));
+    let original = read(&repo_root().join("envoy-configs/istio/plugins.yaml"));
+    assert_eq!(
+        source
+            .strip_prefix(original.trim_end())
+            .and_then(|s| s.lines().nth(2)),
+        Some("- name: demo-probe"),
+        "entry appended:\n{source}"
+    );
+    assert!(source
+        .contains("\n    envoy_config: envoy-configs/demo-probe.yaml\n    root_id: demo-probe\n"));
+    for file in [
+        "envoy-configs/istio/plugins.yaml",
+        "xtask/src/schemas/filters.rs",
+        "xtask/Cargo.toml",
+        "tests/Cargo.toml",
+    ] {
+        assert!(stdout.contains(&format!("  {file}\n")), "{file}: {stdout}");
     }
+    // Registered for the schema tests and xtask schemas.
+    assert!(read(&repo.join("xtask/src/schemas/filters.rs")).contains(
+        "    \"cos-router\" => cos_router,\n    \"demo-probe\" => demo_probe,\n    // new-filter: entries above this line\n"
+    ));
+    assert!(read(&repo.join("xtask/Cargo.toml")).contains(
+        "\ndemo-probe = { path = \"../filters/demo-probe\", features = [\"schema\"] }\n"
+    ));
+    assert!(read(&repo.join("tests/Cargo.toml"))
+        .ends_with("\ndemo-probe = { path = \"../filters/demo-probe\" }\n"));
 
     let manifest = read(&repo.join("Cargo.toml"));
     let original = read(&repo_root().join("Cargo.toml"));
@@ -144,18 +166,6 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
 
     let target = target_cache(CACHE);
     cargo_ok(&repo, Some(&target), &["fmt", "-p", NAME, "--", "--check"]);
-    cargo_ok(
-        &repo,
-        Some(&target),
-        &[
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "-p",
-            NAME,
-        ],
-    );
     let unit = cargo_ok(&repo, Some(&target), &["test", "-p", NAME]);
     assert!(
         unit.contains("test result: ok. 5 passed; 0 failed"),
@@ -182,32 +192,158 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
         &wasm32_lint.split(' ').collect::<Vec<_>>(),
     );
 
+    // The schema and the Istio manifests are current: what failed before the
+    // scaffold wrote them.
+    let xtask_tests = cargo_ok(&repo, Some(&target), &["test", "-q", "-p", "xtask"]);
+    assert!(
+        xtask_tests.contains("test result: ok."),
+        "cargo test -p xtask:\n{xtask_tests}"
+    );
+    for check in ["schemas --check", "istio --check"] {
+        let mut args = vec!["run", "-q", "-p", "xtask", "--"];
+        args.extend(check.split(' '));
+        cargo_ok(&repo, Some(&target), &args);
+    }
+
+    // The module the scaffold built (with the Makefile's flags) is the one
+    // the https manifest pins.
     let wasm = target.join("wasm32-wasip1/release/demo_probe.wasm");
-    check_in_envoy(&repo, &wasm);
+    let manifests = check_istio_manifests(&repo, &wasm);
+    check_examples_against_the_schema(&repo, &manifests);
+    check_in_envoy(&repo, &wasm, &manifests);
 
     if std::env::var_os("PWF_SCAFFOLD_FULL").is_some_and(|v| v == "1") {
         let release = repo.join("target/wasm32-wasip1/release");
         std::fs::create_dir_all(&release).unwrap();
+        // tests/istio.rs loads every manifest's pluginConfig with its module.
+        let built = repo_root().join("target/wasm32-wasip1/release");
+        for entry in std::fs::read_dir(&built).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                std::fs::copy(&path, release.join(path.file_name().unwrap())).unwrap();
+            }
+        }
         std::fs::copy(&wasm, release.join("demo_probe.wasm")).unwrap();
         let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(&repo)
             .env("CARGO_TARGET_DIR", target_cache("scaffold-test"))
             .env("ENVOY_BIN", envoy_bin())
-            .args(["test", "-p", "pwf-tests", "--test", "demo_probe"])
+            .args(["test", "-p", "pwf-tests"])
+            .args([
+                "--test",
+                "demo_probe",
+                "--test",
+                "schemas",
+                "--test",
+                "istio",
+            ])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && stdout.contains("test result: ok. 3 passed; 0 failed"),
-            "the generated integration test:\n{stdout}\n{}",
+            "the generated integration test, schemas and istio:\n{stdout}\n{}",
             pwf_tests::tail(&String::from_utf8_lossy(&out.stderr), 40)
         );
     }
 }
 
+/// The scaffold's two WasmPlugin manifests (oci:// and https://), parsed:
+/// they follow Istio's schema (the CRD fixture of tests/istio.rs), and the
+/// https one pins the sha256 of `wasm`.
+fn check_istio_manifests(repo: &Path, wasm: &Path) -> Vec<Value> {
+    let crd: Value = serde_json::from_str(&read(
+        &repo.join("tests/fixtures/istio/wasmplugin-v1alpha1.schema.json"),
+    ))
+    .unwrap();
+    let validator = jsonschema::validator_for(&crd).unwrap();
+    let mut out = Vec::new();
+    for (file, scheme) in [
+        ("demo-probe.yaml", "oci://"),
+        ("https/demo-probe.yaml", "https://"),
+    ] {
+        let path = repo.join("envoy-configs/istio").join(file);
+        let m: Value = serde_yaml_ng::from_str(&read(&path)).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+        let spec = &m["spec"];
+        assert!(
+            spec["url"].as_str().unwrap().starts_with(scheme),
+            "{file}: {spec}"
+        );
+        assert_eq!(spec["pluginName"], NAME);
+        let sha = spec["sha256"].as_str().unwrap();
+        assert!(
+            sha.len() == 64
+                && sha
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{file}: sha256 {sha}"
+        );
+        out.push(m);
+    }
+    let module = std::fs::read(wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
+    assert_eq!(out[1]["spec"]["sha256"], sha256sum(&module));
+    assert_ne!(
+        out[0]["spec"]["sha256"], out[1]["spec"]["sha256"],
+        "oci:// pins the image manifest"
+    );
+    out
+}
+
+/// Every example config of the new filter (its Envoy config, its README,
+/// the manifests' pluginConfig) against the schema the scaffold generated,
+/// which rejects a config with an unknown field.
+fn check_examples_against_the_schema(repo: &Path, manifests: &[Value]) {
+    let schema: Value =
+        serde_json::from_str(&read(&repo.join("filters/demo-probe/config.schema.json"))).unwrap();
+    assert_eq!(schema["title"], "demo-probe plugin configuration");
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+
+    let envoy: Value =
+        serde_yaml_ng::from_str(&read(&repo.join("envoy-configs/demo-probe.yaml"))).unwrap();
+    let envoy_example: Value = serde_json::from_str(
+        configuration_value(&envoy).expect("a Wasm filter configuration in the Envoy config"),
+    )
+    .unwrap();
+    let readme = read(&repo.join("filters/demo-probe/README.md"));
+    let readme_example: Value = serde_json::from_str(
+        readme
+            .split("```json\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut examples = vec![envoy_example, readme_example];
+    examples.extend(manifests.iter().map(|m| m["spec"]["pluginConfig"].clone()));
+    for example in &examples {
+        let errors: Vec<String> = validator
+            .iter_errors(example)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{example}: {errors:?}");
+    }
+    let mut unknown = examples[0].clone();
+    unknown["colour"] = "red".into();
+    assert!(!validator.is_valid(&unknown));
+}
+
+/// The first Wasm plugin `configuration.value` in an Envoy config.
+fn configuration_value(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(map) => map
+            .get("configuration")
+            .and_then(|c| c["value"].as_str())
+            .or_else(|| map.values().find_map(configuration_value)),
+        Value::Array(items) => items.iter().find_map(configuration_value),
+        _ => None,
+    }
+}
+
 /// What the generated `tests/tests/demo_probe.rs` checks, run from here with
-/// the copy's Envoy config and module.
-fn check_in_envoy(repo: &Path, wasm: &Path) {
+/// the copy's Envoy config and module; and the manifests' pluginConfig loads.
+fn check_in_envoy(repo: &Path, wasm: &Path, manifests: &[Value]) {
     let config = repo.join("envoy-configs/demo-probe.yaml");
     let echo = EchoUpstream::start("echo");
     let module = wasm.to_path_buf();
@@ -244,4 +380,13 @@ fn check_in_envoy(repo: &Path, wasm: &Path) {
         "expected {expected:?} in:\n{}",
         result.output
     );
+
+    for m in manifests {
+        let module = wasm.to_path_buf();
+        let result = Envoy::builder(&config)
+            .plugin_config(&m["spec"]["pluginConfig"].to_string())
+            .edit(move |c| use_wasm_file(c, &module))
+            .validate();
+        assert!(result.ok, "{}:\n{}", m["spec"]["url"], result.output);
+    }
 }

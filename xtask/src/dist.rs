@@ -138,24 +138,10 @@ fn package_filter(
     out: &Path,
     sums: &mut BTreeMap<String, String>,
 ) -> Result<FilterDigests, String> {
-    let source = ws.wasm_path(filter);
-    let wasm = std::fs::read(&source).map_err(|e| {
-        format!(
-            "{}: reading {}: {e} (run `make build` first)",
-            filter.name,
-            source.display()
-        )
-    })?;
-    if !wasm.starts_with(WASM_MAGIC) {
-        return Err(format!(
-            "{}: {} is not a Wasm module",
-            filter.name,
-            source.display()
-        ));
-    }
+    let wasm = read_release_module(ws, filter)?;
     let base = format!("{}-{}", filter.name, ws.version);
 
-    let wasm_file = format!("{base}.wasm");
+    let wasm_file = wasm_file_name(ws, filter);
     let wasm_sha256 = sha256::hex(&wasm);
     write(&out.join(&wasm_file), &wasm)?;
     let one_sum = sums_file(&BTreeMap::from([(wasm_file.clone(), wasm_sha256.clone())]));
@@ -184,16 +170,7 @@ fn package_filter(
     };
 
     let layout_dir = format!("oci/{}", filter.name);
-    let layout = oci::compat_image(
-        &wasm,
-        &ImageMeta {
-            title: &filter.name,
-            version: &ws.version,
-            description: &filter.description,
-            source: &filter.repository,
-            licenses: &filter.license,
-        },
-    )?;
+    let layout = oci_image(ws, filter, &wasm)?;
     layout.write_to(&out.join(&layout_dir))?;
 
     Ok(FilterDigests {
@@ -203,6 +180,45 @@ fn package_filter(
         oci_manifest_digest: layout.manifest_digest,
         schema,
     })
+}
+
+/// The filter's release module as `make build` leaves it, checked to be Wasm.
+pub fn read_release_module(ws: &Workspace, filter: &FilterCrate) -> Result<Vec<u8>, String> {
+    let source = ws.wasm_path(filter);
+    let wasm = std::fs::read(&source).map_err(|e| {
+        format!(
+            "{}: reading {}: {e} (run `make build` first)",
+            filter.name,
+            source.display()
+        )
+    })?;
+    if !wasm.starts_with(WASM_MAGIC) {
+        return Err(format!(
+            "{}: {} is not a Wasm module",
+            filter.name,
+            source.display()
+        ));
+    }
+    Ok(wasm)
+}
+
+/// The released module's file name: `<filter>-<version>.wasm`.
+pub fn wasm_file_name(ws: &Workspace, filter: &FilterCrate) -> String {
+    format!("{}-{}.wasm", filter.name, ws.version)
+}
+
+/// The filter's OCI image (compat variant) around `wasm`, as released.
+pub fn oci_image(ws: &Workspace, filter: &FilterCrate, wasm: &[u8]) -> Result<oci::Layout, String> {
+    oci::compat_image(
+        wasm,
+        &ImageMeta {
+            title: &filter.name,
+            version: &ws.version,
+            description: &filter.description,
+            source: &filter.repository,
+            licenses: &filter.license,
+        },
+    )
 }
 
 /// `sha256sum` output: `<hex>  <name>` per line (two spaces: text mode),

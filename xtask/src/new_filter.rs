@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use toml_edit::{Array, DocumentMut, Item, Value};
 
 use crate::fork::{read, write};
+use crate::workspace::WASM_TARGET;
 
-const USAGE: &str = "usage: xtask new-filter <name>   (kebab-case, e.g. geo-tagger)";
+const USAGE: &str =
+    "usage: xtask new-filter <name> [--no-build]   (name in kebab case, e.g. geo-tagger)";
 const MAX_NAME_LEN: usize = 40;
 
 /// Rust keywords: a crate whose snake-case name is one cannot be `use`d.
@@ -78,8 +80,10 @@ const KEYWORDS: &[&str] = &[
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let [name] = args else {
-        return Err(USAGE.into());
+    let (name, build) = match args {
+        [name] => (name, true),
+        [name, flag] if flag == "--no-build" => (name, false),
+        _ => return Err(USAGE.into()),
     };
     let root = repo_root()?;
     let written = scaffold(&root, name)?;
@@ -88,15 +92,71 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("  {}", path.strip_prefix(&root).unwrap_or(path).display());
     }
     println!("  Cargo.toml: added to members and default-members");
-    if root.join(ISTIO_SOURCE).is_file() {
-        println!("  (envoy-configs/istio/{name}.yaml: run `make istio` to generate it from {ISTIO_SOURCE})");
-    }
     let snake = snake_case(name);
-    println!(
-        "next: cargo test -p {name}; cargo build --release --target wasm32-wasip1 -p {name}; \
-         cargo test -p pwf-tests --test {snake}"
+    let then = format!(
+        "cargo test -p {name}; cargo test -p pwf-tests --test {snake} (after `make build`)"
     );
+    let istio = root.join(ISTIO_SOURCE).is_file();
+    if !build {
+        println!(
+            "next: make schemas; cargo build --release --target wasm32-wasip1 -p {name}{}; {then}",
+            if istio { "; make istio" } else { "" }
+        );
+        return Ok(());
+    }
+    finish(&root, name, istio).map_err(|e| {
+        format!("{e}\n(the files are written; finish with `make schemas` and `make istio`)")
+    })?;
+    println!("next: {then}");
     Ok(())
+}
+
+/// What makes the repository's tests pass with the new filter: its JSON
+/// Schema (written by xtask built with the new crate), its release module,
+/// and from that module's digests its Istio manifests.
+fn finish(root: &Path, name: &str, istio: bool) -> Result<(), String> {
+    run_cargo(
+        root,
+        &["run", "-q", "-p", "xtask", "--", "schemas", name],
+        &[],
+    )?;
+    let remap = format!("--remap-path-prefix={}=/cargo", cargo_home().display());
+    let rustflags = std::env::var(WASM_RUSTFLAGS).unwrap_or(remap);
+    let build = ["build", "--release", "--target", WASM_TARGET, "-p", name];
+    run_cargo(root, &build, &[(WASM_RUSTFLAGS, &rustflags)])?;
+    if istio {
+        let only = [name.to_owned()];
+        let digests = crate::istio::digests_of_build(root, &only)?;
+        crate::istio::write_manifests(root, &digests, &root.join(crate::istio::DIR), &only)?;
+    }
+    Ok(())
+}
+
+/// The Makefile builds the modules with this set (see its comment: the
+/// module does not depend on where `$CARGO_HOME` is).
+const WASM_RUSTFLAGS: &str = "CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS";
+
+fn cargo_home() -> PathBuf {
+    match std::env::var_os("CARGO_HOME") {
+        Some(home) if !home.is_empty() => PathBuf::from(home),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"),
+    }
+}
+
+fn run_cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("cargo {}", args.join(" "));
+    let status = std::process::Command::new(cargo)
+        .current_dir(root)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
 }
 
 /// The repository around the current directory (the nearest ancestor with
@@ -157,6 +217,23 @@ pub fn scaffold(root: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
         ));
     }
 
+    let snake = snake_case(name);
+    let schema_list = root.join(SCHEMA_LIST);
+    planned.push((
+        schema_list.clone(),
+        add_schema_entry(&read(&schema_list)?, name, &snake)?,
+    ));
+    let path = format!("../filters/{name}");
+    for (manifest, table, features) in [
+        ("xtask/Cargo.toml", "dependencies", &["schema"][..]),
+        ("tests/Cargo.toml", "dev-dependencies", &[]),
+    ] {
+        let target = root.join(manifest);
+        let text = add_path_dependency(&read(&target)?, table, name, &path, features)
+            .map_err(|e| format!("{manifest}: {e}"))?;
+        planned.push((target, text));
+    }
+
     let manifest_path = root.join("Cargo.toml");
     let manifest = add_member(&read(&manifest_path)?, &format!("filters/{name}"))?;
     for (target, text) in &planned {
@@ -166,6 +243,68 @@ pub fn scaffold(root: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
     let written: Vec<PathBuf> = planned.into_iter().map(|(target, _)| target).collect();
     format_rust(&written);
     Ok(written)
+}
+
+/// The one list of filters with a schema (`xtask schemas`, tests/tests/schemas.rs).
+const SCHEMA_LIST: &str = "xtask/src/schemas/filters.rs";
+const SCHEMA_LIST_MARKER: &str = "// new-filter: entries above this line";
+
+/// `list` with `"<name>" => <snake>,` above the marker line.
+fn add_schema_entry(list: &str, name: &str, snake: &str) -> Result<String, String> {
+    let marker = list
+        .lines()
+        .find(|l| l.trim() == SCHEMA_LIST_MARKER)
+        .ok_or_else(|| format!("{SCHEMA_LIST}: no line `{SCHEMA_LIST_MARKER}`"))?;
+    let indent = marker.strip_suffix(marker.trim_start()).unwrap_or_default();
+    let entry = format!("{indent}\"{name}\" => {snake},\n{marker}");
+    Ok(list.replacen(marker, &entry, 1))
+}
+
+/// The manifest with `name = { path = "<path>", features = [...] }` in
+/// `[<table>]`, after the last dependency on a filter, the rest unchanged.
+fn add_path_dependency(
+    manifest: &str,
+    table: &str,
+    name: &str,
+    path: &str,
+    features: &[&str],
+) -> Result<String, String> {
+    let mut doc = parse(manifest)?;
+    let deps = doc
+        .get_mut(table)
+        .and_then(Item::as_table_mut)
+        .ok_or_else(|| format!("no [{table}]"))?;
+    let mut dep = toml_edit::InlineTable::new();
+    dep.insert("path", path.into());
+    if !features.is_empty() {
+        dep.insert(
+            "features",
+            Array::from_iter(features.iter().copied()).into(),
+        );
+    }
+    deps.insert(name, Item::Value(Value::InlineTable(dep)));
+    let on_filter = |item: &Item| {
+        item.get("path")
+            .and_then(Item::as_str)
+            .is_some_and(|p| p.starts_with("../filters/"))
+    };
+    let keys: Vec<(String, bool)> = deps
+        .iter()
+        .filter(|(k, _)| *k != name)
+        .map(|(k, item)| (k.to_owned(), on_filter(item)))
+        .collect();
+    // Right after the last filter (at the end without one); the sort is
+    // stable and keeps the order of the rest.
+    let slot = keys
+        .iter()
+        .rposition(|(_, filter)| *filter)
+        .unwrap_or(keys.len());
+    let rank = |key: &str| match keys.iter().position(|(k, _)| k == key) {
+        Some(i) => (i, 0),
+        None => (slot, 1),
+    };
+    deps.sort_values_by(|a, _, b, _| rank(a.get()).cmp(&rank(b.get())));
+    Ok(doc.to_string())
 }
 
 /// rustfmt on the written Rust files: line breaks depend on the name's
@@ -439,6 +578,63 @@ mod tests {
              [profile.release]\nlto = true # keep\n"
         );
         assert_eq!(add_member(&out, "filters/new-one").unwrap(), out);
+    }
+
+    #[test]
+    fn the_filter_is_added_to_the_schema_list_above_the_marker() {
+        let list = "filters! {\n    \"a\" => a,\n    // new-filter: entries above this line\n}\n";
+        assert_eq!(
+            add_schema_entry(list, "geo-tagger", "geo_tagger").unwrap(),
+            "filters! {\n    \"a\" => a,\n    \"geo-tagger\" => geo_tagger,\n    // new-filter: entries above this line\n}\n"
+        );
+        assert_eq!(
+            add_schema_entry("filters! {}\n", "x", "x").unwrap_err(),
+            "xtask/src/schemas/filters.rs: no line `// new-filter: entries above this line`"
+        );
+        let real = read(&crate::schemas::repo_root().join(SCHEMA_LIST)).unwrap();
+        assert!(add_schema_entry(&real, "geo-tagger", "geo_tagger")
+            .unwrap()
+            .contains(
+                "    \"geo-tagger\" => geo_tagger,\n    // new-filter: entries above this line\n"
+            ));
+    }
+
+    #[test]
+    fn the_dependency_goes_after_the_last_filter() {
+        let manifest = "[package]\nname = \"x\"\n\n[dependencies]\nserde = \"1\"\n\
+            # Filters.\na = { path = \"../filters/a\", features = [\"schema\"] }\n\
+            # Digests.\nsha2 = \"0.10\"\n\n[lints]\nworkspace = true\n";
+        let out = add_path_dependency(
+            manifest,
+            "dependencies",
+            "geo-tagger",
+            "../filters/geo-tagger",
+            &["schema"],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "[package]\nname = \"x\"\n\n[dependencies]\nserde = \"1\"\n\
+             # Filters.\na = { path = \"../filters/a\", features = [\"schema\"] }\n\
+             geo-tagger = { path = \"../filters/geo-tagger\", features = [\"schema\"] }\n\
+             # Digests.\nsha2 = \"0.10\"\n\n[lints]\nworkspace = true\n"
+        );
+        let plain = add_path_dependency(
+            "[dev-dependencies]\nz = \"1\"\n",
+            "dev-dependencies",
+            "b",
+            "../filters/b",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            plain,
+            "[dev-dependencies]\nz = \"1\"\nb = { path = \"../filters/b\" }\n"
+        );
+        assert_eq!(
+            add_path_dependency("[package]\n", "dev-dependencies", "b", "p", &[]).unwrap_err(),
+            "no [dev-dependencies]"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `xtask schemas [--check]`: the JSON Schema of every filter's plugin
-//! configuration, generated from its serde config types, written to
-//! `filters/<name>/config.schema.json`. With `--check`, nothing is written
-//! and stale or missing files are an error.
+//! `xtask schemas [--check | <filter>...]`: the JSON Schema of every
+//! filter's plugin configuration (or of the named ones), generated from its
+//! serde config types, written to `filters/<name>/config.schema.json`. With
+//! `--check`, nothing is written and stale or missing files are an error.
+//! The filters are listed once, in `schemas/filters.rs`.
 //!
 //! The schemas describe structure (fields, types, enums, defaults, unknown
 //! fields rejected); semantic checks (regexes compile, names unique, values
@@ -23,28 +24,15 @@ pub struct Filter {
     schema: fn() -> Schema,
 }
 
-pub const FILTERS: &[Filter] = &[
-    Filter {
-        name: "header-transform",
-        schema: schema_of::<header_transform::config::Config>,
-    },
-    Filter {
-        name: "jwt-auth",
-        schema: schema_of::<jwt_auth::config::Config>,
-    },
-    Filter {
-        name: "jwt-acquire",
-        schema: schema_of::<jwt_acquire::config::Config>,
-    },
-    Filter {
-        name: "plan-ratelimit",
-        schema: schema_of::<plan_ratelimit::config::Config>,
-    },
-    Filter {
-        name: "cos-router",
-        schema: schema_of::<cos_router::config::Config>,
-    },
-];
+macro_rules! filters {
+    ($($name:literal => $krate:ident,)*) => {
+        pub const FILTERS: &[Filter] = &[
+            $(Filter { name: $name, schema: schema_of::<$krate::config::Config> },)*
+        ];
+    };
+}
+
+include!("schemas/filters.rs");
 
 fn schema_of<T: JsonSchema>() -> Schema {
     SchemaSettings::draft2020_12()
@@ -142,18 +130,11 @@ pub fn stale(root: &Path) -> Result<Vec<&'static str>, String> {
     Ok(out)
 }
 
+const USAGE: &str = "usage: xtask schemas [--check | <filter>...]";
+
 pub fn run(args: &[String]) -> Result<(), String> {
     let root = repo_root();
     match args {
-        [] => {
-            for filter in FILTERS {
-                let path = filter.path(&root);
-                std::fs::write(&path, filter.render()?)
-                    .map_err(|e| format!("write {}: {e}", path.display()))?;
-                println!("{}", path.strip_prefix(&root).unwrap_or(&path).display());
-            }
-            Ok(())
-        }
         [flag] if flag == "--check" => match stale(&root)?.as_slice() {
             [] => Ok(()),
             names => Err(format!(
@@ -161,8 +142,34 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 names.join(", ")
             )),
         },
-        _ => Err("usage: xtask schemas [--check]".into()),
+        [flag, ..] if flag.starts_with('-') => Err(USAGE.into()),
+        names => {
+            let selected = select(names)?;
+            for filter in selected {
+                let path = filter.path(&root);
+                std::fs::write(&path, filter.render()?)
+                    .map_err(|e| format!("write {}: {e}", path.display()))?;
+                println!("{}", path.strip_prefix(&root).unwrap_or(&path).display());
+            }
+            Ok(())
+        }
     }
+}
+
+/// The filters named in `names`, or all of them when none is named.
+fn select(names: &[String]) -> Result<Vec<&'static Filter>, String> {
+    if names.is_empty() {
+        return Ok(FILTERS.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            FILTERS
+                .iter()
+                .find(|f| f.name == name)
+                .ok_or_else(|| format!("{name}: not in xtask/src/schemas/filters.rs\n{USAGE}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -175,6 +182,38 @@ mod tests {
         assert!(
             stale.is_empty(),
             "config.schema.json out of date for {stale:?}: run `make schemas` and commit the result"
+        );
+    }
+
+    /// A filter crate with the `schema` feature is meant to have a schema:
+    /// it must be in the list, or `make schemas` silently skips it.
+    #[test]
+    fn every_filter_with_a_schema_feature_is_listed() {
+        let mut with_feature = Vec::new();
+        for entry in std::fs::read_dir(repo_root().join("filters")).unwrap() {
+            let dir = entry.unwrap().path();
+            let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+                continue;
+            };
+            let doc: toml_edit::DocumentMut = manifest.parse().unwrap();
+            if doc.get("features").and_then(|f| f.get("schema")).is_some() {
+                with_feature.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        with_feature.sort();
+        let mut listed: Vec<String> = FILTERS.iter().map(|f| f.name.to_owned()).collect();
+        listed.sort();
+        assert_eq!(with_feature, listed, "xtask/src/schemas/filters.rs");
+    }
+
+    #[test]
+    fn filters_are_selected_by_name() {
+        assert_eq!(select(&[]).unwrap().len(), FILTERS.len());
+        let one = select(&["jwt-auth".to_owned()]).unwrap();
+        assert_eq!(one.iter().map(|f| f.name).collect::<Vec<_>>(), ["jwt-auth"]);
+        assert_eq!(
+            select(&["nope".to_owned()]).err().unwrap(),
+            format!("nope: not in xtask/src/schemas/filters.rs\n{USAGE}")
         );
     }
 

@@ -285,6 +285,84 @@ fn manifest(
     Ok(format!("{}{body}", header(plugin, form)))
 }
 
+/// The digests the committed manifests pin, from their `url` and `sha256`
+/// (`files`: manifest text by path under the output directory): a fresh
+/// generation with them differs from the committed files only where the
+/// source or an Envoy config changed.
+pub fn digests_of_manifests(
+    source: &Source,
+    files: &BTreeMap<String, String>,
+    version: &str,
+) -> Result<Digests, String> {
+    let mut filters = BTreeMap::new();
+    for plugin in &source.plugins {
+        let spec = |form: UrlForm| -> Result<(String, String), String> {
+            let path = format!("{}{}.yaml", form.subdir(), plugin.name);
+            let text = files
+                .get(&path)
+                .ok_or_else(|| format!("{path} is missing: run `make istio`"))?;
+            let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+            let field = |name: &str| {
+                doc.get("spec")
+                    .and_then(|s| s.get(name))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{path}: no spec.{name}"))
+            };
+            Ok((field("url")?, field("sha256")?))
+        };
+        let (_, oci_sha256) = spec(UrlForm::Oci)?;
+        let (https_url, wasm_sha256) = spec(UrlForm::Https)?;
+        filters.insert(
+            plugin.name.clone(),
+            FilterDigests {
+                wasm: https_url.rsplit('/').next().unwrap_or_default().to_owned(),
+                wasm_sha256,
+                oci_manifest_digest: format!("sha256:{oci_sha256}"),
+            },
+        );
+    }
+    Ok(Digests {
+        version: version.to_owned(),
+        filters,
+    })
+}
+
+/// How `committed` differs from the `fresh` generation: one line per
+/// missing, changed or extra file (extra: generated but no longer in the
+/// source).
+pub fn drift(fresh: &[Manifest], committed: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in fresh {
+        match committed.get(&m.path) {
+            None => out.push(format!("{} is missing", m.path)),
+            Some(text) if *text != m.text => {
+                let (line, (theirs, ours)) = text
+                    .lines()
+                    .zip(m.text.lines())
+                    .enumerate()
+                    .find(|(_, (a, b))| a != b)
+                    .unwrap_or((
+                        text.lines().count().min(m.text.lines().count()),
+                        ("(end)", "(end)"),
+                    ));
+                out.push(format!(
+                    "{} differs at line {}: committed `{theirs}`, generated `{ours}`",
+                    m.path,
+                    line + 1
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for path in committed.keys() {
+        if !fresh.iter().any(|m| &m.path == path) {
+            out.push(format!("{path} is not generated from {SOURCE}"));
+        }
+    }
+    out
+}
+
 fn is_target(key: &Value) -> bool {
     key.as_str().is_some_and(|k| TARGET_FIELDS.contains(&k))
 }
