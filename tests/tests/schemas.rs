@@ -846,9 +846,9 @@ fn broken(filter: &str) -> Vec<(&'static str, Value, &'static str)> {
         _ => vec![
             unknown_top,
             (
-                "an array as the configuration",
-                json!([m]),
-                "invalid type: sequence, expected struct Config",
+                "a string as the configuration",
+                json!("on"),
+                "invalid type: string \"on\", expected struct Config",
             ),
         ],
     }
