@@ -161,3 +161,22 @@ pub fn resume_request() {
         log::debug!("cannot resume request: {status:?}");
     }
 }
+
+/// The start of every filter's `on_configure`: logs at the host's level, then
+/// loads the plugin configuration with `load`. `None` when it is invalid; the
+/// error is logged naming `filter`, and `on_configure` must return false so
+/// that Envoy (and `envoy --mode validate`) rejects the configuration.
+pub fn load_configuration<T, E: std::fmt::Display>(
+    filter: &str,
+    load: impl FnOnce(Option<&[u8]>) -> Result<T, E>,
+) -> Option<T> {
+    crate::log::init();
+    let config = plugin_configuration();
+    match load(config.as_deref()) {
+        Ok(loaded) => Some(loaded),
+        Err(e) => {
+            log::error!("{filter}: invalid configuration: {e}");
+            None
+        }
+    }
+}

@@ -73,20 +73,17 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        pwf_shared::log::init();
-        let config = host::plugin_configuration();
-        let compiled = pwf_shared::config::parse_json::<Config>(config.as_deref())
-            .and_then(|c| c.compile(&|name| std::env::var(name).ok()));
+        let env = |name: &str| std::env::var(name).ok();
+        let compiled = host::load_configuration(FILTER, |c| {
+            pwf_shared::config::parse_json::<Config>(c).and_then(|c| c.compile(&env))
+        });
         match compiled {
-            Ok(engine) => {
+            Some(engine) => {
                 let metrics = Metrics::define(&engine);
                 self.shared = Some(Rc::new(Shared { engine, metrics }));
                 true
             }
-            Err(e) => {
-                log::error!("{FILTER}: invalid configuration: {e}");
-                false
-            }
+            None => false,
         }
     }
 

@@ -422,14 +422,9 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        pwf_shared::log::init();
-        let config = host::plugin_configuration();
-        let compiled = match Config::load(config.as_deref(), &|name| std::env::var(name).ok()) {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("{FILTER}: invalid configuration: {e}");
-                return false;
-            }
+        let env = |name: &str| std::env::var(name).ok();
+        let Some(compiled) = host::load_configuration(FILTER, |c| Config::load(c, &env)) else {
+            return false;
         };
         let sources = compiled
             .sources

@@ -295,14 +295,8 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        pwf_shared::log::init();
-        let config = host::plugin_configuration();
-        let compiled = match Config::load(config.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("{FILTER}: invalid configuration: {e}");
-                return false;
-            }
+        let Some(compiled) = host::load_configuration(FILTER, Config::load) else {
+            return false;
         };
         // Slots of one configuration; a change of plans or slots gets new keys.
         let mut h = DefaultHasher::new();

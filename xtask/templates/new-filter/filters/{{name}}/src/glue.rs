@@ -40,20 +40,14 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        pwf_shared::log::init();
-        match Config::load(host::plugin_configuration().as_deref()) {
-            Ok(decorator) => {
-                self.shared = Some(Rc::new(Shared {
-                    decorator,
-                    metrics: Metrics::define(),
-                }));
-                true
-            }
-            Err(e) => {
-                log::error!("{FILTER}: invalid configuration: {e}");
-                false
-            }
-        }
+        let Some(decorator) = host::load_configuration(FILTER, Config::load) else {
+            return false;
+        };
+        self.shared = Some(Rc::new(Shared {
+            decorator,
+            metrics: Metrics::define(),
+        }));
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
