@@ -64,6 +64,20 @@ pub use registry::Registry;
 pub use render::{render, RenderOptions, Rendered};
 pub use rls::{rls_bin, RateLimitService, RateLimitServiceBuilder};
 
+/// Runs `cmd` and returns its stdout; panics with the command, its status
+/// and its output unless it exits 0.
+pub fn run_ok(cmd: &mut std::process::Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The workspace root (the directory holding `envoy-configs/`).
 pub fn repo_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pwf_tests::dist::{files_below, sha256sum, Dist};
-use pwf_tests::repo_root;
+use pwf_tests::{repo_root, run_ok};
 use serde_json::Value;
 
 const FILTERS: [&str; 5] = [
@@ -39,18 +39,6 @@ fn built_wasm(filter: &str) -> PathBuf {
     repo_root()
         .join("target/wasm32-wasip1/release")
         .join(format!("{}.wasm", filter.replace('-', "_")))
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 fn json(bytes: &[u8]) -> Value {
@@ -108,9 +96,11 @@ fn dist_has_every_filter_with_digests_and_schemas() {
     let lines: BTreeSet<String> = sums.lines().map(str::to_string).collect();
     assert_eq!(lines, expected_sums);
     // coreutils agrees with every line.
-    let checked = run(Command::new("sha256sum")
-        .args(["-c", "--strict", "SHA256SUMS"])
-        .current_dir(&dist.dir));
+    let checked = run_ok(
+        Command::new("sha256sum")
+            .args(["-c", "--strict", "SHA256SUMS"])
+            .current_dir(&dist.dir),
+    );
     assert_eq!(
         String::from_utf8_lossy(&checked).lines().count(),
         expected_sums.len()
@@ -186,9 +176,11 @@ fn oci_layouts_are_compat_images_of_the_modules() {
 
         // GNU tar reads it: one regular file plugin.wasm, 0/0, 0644, epoch.
         let wasm = dist.read(&entry.wasm);
-        let listing = run(Command::new("tar")
-            .args(["--numeric-owner", "--utc", "-tvzf"])
-            .arg(&layer_path));
+        let listing = run_ok(
+            Command::new("tar")
+                .args(["--numeric-owner", "--utc", "-tvzf"])
+                .arg(&layer_path),
+        );
         let listing = String::from_utf8_lossy(&listing).into_owned();
         let fields: Vec<&str> = listing.split_whitespace().collect();
         let size = wasm.len().to_string();
@@ -205,14 +197,16 @@ fn oci_layouts_are_compat_images_of_the_modules() {
             "{filter}: {listing}"
         );
         assert_eq!(listing.lines().count(), 1);
-        let extracted = run(Command::new("tar")
-            .args(["-xzOf"])
-            .arg(&layer_path)
-            .arg("plugin.wasm"));
+        let extracted = run_ok(
+            Command::new("tar")
+                .args(["-xzOf"])
+                .arg(&layer_path)
+                .arg("plugin.wasm"),
+        );
         assert_eq!(extracted, wasm, "{filter}: the layer holds the module");
 
         let config = json(&blob(manifest["config"]["digest"].as_str().unwrap()));
-        let tar = run(Command::new("gzip").arg("-dc").arg(&layer_path));
+        let tar = run_ok(Command::new("gzip").arg("-dc").arg(&layer_path));
         assert_eq!(
             config["rootfs"],
             serde_json::json!({"type": "layers", "diff_ids": [format!("sha256:{}", sha256sum(&tar))]})
@@ -266,16 +260,18 @@ fn release_module_rebuilds_identically_at_other_paths() {
     .unwrap();
     let target = tmp.path().join("fresh-target");
 
-    run(Command::new("make")
-        .args(["-s", "build", "FILTERS=header-transform"])
-        .current_dir(&copy)
-        .env("CARGO_HOME", &cargo_home)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("CARGO_NET_OFFLINE", "true")
-        .env_remove("CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS"));
+    run_ok(
+        Command::new("make")
+            .args(["-s", "build", "FILTERS=header-transform"])
+            .current_dir(&copy)
+            .env("CARGO_HOME", &cargo_home)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env_remove("CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS"),
+    );
     let rebuilt = std::fs::read(target.join("wasm32-wasip1/release/header_transform.wasm"))
         .expect("rebuilt module");
 
@@ -304,15 +300,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// The files git would commit (tracked and untracked, not ignored).
 fn copy_sources(from: &Path, to: &Path) {
-    let list = run(Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(from));
+    let list = run_ok(
+        Command::new("git")
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ])
+            .current_dir(from),
+    );
     for rel in list.split(|b| *b == 0).filter(|r| !r.is_empty()) {
         let rel = Path::new(std::str::from_utf8(rel).expect("UTF-8 path"));
         let src = from.join(rel);

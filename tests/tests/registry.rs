@@ -8,23 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use pwf_tests::dist::{sha256sum, xtask_bin, Dist};
-use pwf_tests::{repo_root, Registry};
+use pwf_tests::{repo_root, run_ok, Registry};
 use serde_json::Value;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const NAMESPACE: &str = "pwf";
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// `make push-oci` against `registry`, with the xtask binary the tests use
 /// (so the Makefile recipe runs without compiling xtask again).
@@ -110,10 +98,12 @@ fn pushed_images_keep_the_recorded_digest_and_module() {
         // Pull it back with skopeo into a new layout and unpack the layer.
         let pulled = tmp.path().join("pulled").join(filter);
         std::fs::create_dir_all(pulled.parent().unwrap()).unwrap();
-        run(Command::new("skopeo")
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:{version}", pulled.display())));
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(format!("docker://{image}"))
+                .arg(format!("oci:{}:{version}", pulled.display())),
+        );
         let index: Value =
             serde_json::from_slice(&std::fs::read(pulled.join("index.json")).unwrap()).unwrap();
         assert_eq!(
@@ -129,10 +119,12 @@ fn pushed_images_keep_the_recorded_digest_and_module() {
             .strip_prefix("sha256:")
             .unwrap()
             .to_string();
-        let wasm = run(Command::new("tar")
-            .arg("-xzOf")
-            .arg(pulled.join("blobs/sha256").join(&layer_hex))
-            .arg("plugin.wasm"));
+        let wasm = run_ok(
+            Command::new("tar")
+                .arg("-xzOf")
+                .arg(pulled.join("blobs/sha256").join(&layer_hex))
+                .arg("plugin.wasm"),
+        );
         assert!(
             wasm == dist.read(&entry.wasm),
             "{filter}: pulled plugin.wasm differs from {}",
