@@ -1,0 +1,175 @@
+//! Actions on detected values, and whole-value redaction (header values,
+//! query parameters, JSON strings).
+
+use crate::scanner::{DetectorSet, Scanner};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Mask { keep_last: usize, mask_char: u8 },
+    Hash,
+    Remove,
+    Tag,
+    Block,
+    Alert,
+}
+
+impl Action {
+    /// Whether the output always has the input's length.
+    pub fn preserves_length(&self) -> bool {
+        matches!(self, Action::Mask { .. } | Action::Alert)
+    }
+
+    /// Writes the replacement of `value` (found by `detector`) to `out`.
+    /// `Block` writes a tag: the caller refuses the message anyway, or has
+    /// downgraded blocking (streaming past the buffer limit).
+    pub fn apply(&self, detector: &str, value: &[u8], hash_key: Option<&[u8]>, out: &mut Vec<u8>) {
+        match self {
+            Action::Mask {
+                keep_last,
+                mask_char,
+            } => mask(value, *keep_last, *mask_char, out),
+            Action::Hash => {
+                out.extend_from_slice(b"[HASH:");
+                out.extend_from_slice(detector.as_bytes());
+                out.push(b':');
+                hash_prefix(hash_key.unwrap_or_default(), value, out);
+                out.push(b']');
+            }
+            Action::Remove => {}
+            Action::Tag | Action::Block => {
+                out.extend_from_slice(b"[REDACTED:");
+                out.extend_from_slice(detector.as_bytes());
+                out.push(b']');
+            }
+            Action::Alert => out.extend_from_slice(value),
+        }
+    }
+}
+
+/// Letters, digits and non-ASCII bytes become `mask_char`, byte for byte (so
+/// the length never changes); the last `keep_last` letters or digits stay.
+fn mask(value: &[u8], keep_last: usize, mask_char: u8, out: &mut Vec<u8>) {
+    let maskable = |b: u8| b.is_ascii_alphanumeric() || !b.is_ascii();
+    let total = value.iter().filter(|&&b| b.is_ascii_alphanumeric()).count();
+    let visible_from = total.saturating_sub(keep_last);
+    let mut seen = 0usize;
+    for &b in value {
+        if b.is_ascii_alphanumeric() {
+            out.push(if seen >= visible_from { b } else { mask_char });
+            seen += 1;
+        } else if maskable(b) {
+            out.push(mask_char);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// First 8 bytes of HMAC-SHA256(key, value) as 16 lower-case hex digits.
+fn hash_prefix(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // HMAC accepts keys of any length; the error branch cannot happen.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return;
+    };
+    mac.update(value);
+    let digest = mac.finalize().into_bytes();
+    for b in digest.iter().take(8) {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
+    }
+}
+
+/// What a scan found, by detector id; never holds values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Accepted matches per detector id.
+    pub found: Vec<(usize, u64)>,
+    /// Values changed (every action but alert).
+    pub redacted: u64,
+    /// The first detector (or JSON field) whose action is `block`.
+    pub block: Option<Blocker>,
+}
+
+/// What made a message blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocker {
+    Detector(usize),
+    JsonField,
+}
+
+impl Report {
+    pub fn record(&mut self, detector: usize, action: &Action) {
+        match self.found.iter_mut().find(|(d, _)| *d == detector) {
+            Some((_, n)) => *n += 1,
+            None => self.found.push((detector, 1)),
+        }
+        match action {
+            Action::Alert => {}
+            Action::Block => {
+                self.block.get_or_insert(Blocker::Detector(detector));
+                self.redacted += 1;
+            }
+            _ => self.redacted += 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Report) {
+        for &(d, n) in &other.found {
+            match self.found.iter_mut().find(|(id, _)| *id == d) {
+                Some((_, m)) => *m += n,
+                None => self.found.push((d, n)),
+            }
+        }
+        self.redacted += other.redacted;
+        if self.block.is_none() {
+            self.block = other.block;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+}
+
+/// Settings of one scan: which detectors, the hash key, and whether `block`
+/// still blocks (it acts as `tag` once a body is streamed past the buffer limit).
+#[derive(Debug, Clone, Copy)]
+pub struct Pass<'a> {
+    pub scanner: &'a Scanner,
+    pub active: DetectorSet,
+    pub hash_key: Option<&'a [u8]>,
+}
+
+impl Pass<'_> {
+    /// Redacts a whole value. Returns None when nothing changed.
+    pub fn redact_value(&self, value: &[u8], report: &mut Report) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        let mut copied_to = 0;
+        let mut pos = 0;
+        while let Some(found) = self.scanner.find(value, pos, value.len(), self.active) {
+            let Some(detector) = self.scanner.detector(found.detector) else {
+                break;
+            };
+            report.record(found.detector, &detector.action);
+            pos = found.end.max(found.start.saturating_add(1));
+            if detector.action == Action::Alert {
+                continue;
+            }
+            let buf = out.get_or_insert_with(|| Vec::with_capacity(value.len()));
+            buf.extend_from_slice(value.get(copied_to..found.start).unwrap_or_default());
+            detector.action.apply(
+                &detector.name,
+                value.get(found.start..found.end).unwrap_or_default(),
+                self.hash_key,
+                buf,
+            );
+            copied_to = found.end;
+        }
+        let mut buf = out?;
+        buf.extend_from_slice(value.get(copied_to..).unwrap_or_default());
+        Some(buf)
+    }
+}

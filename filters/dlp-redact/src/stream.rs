@@ -1,0 +1,97 @@
+//! Streaming redaction of a body that arrives in chunks.
+//!
+//! Each chunk is appended to the bytes held back from the previous one and
+//! scanned. A position can only start a match whose bytes are all present
+//! once `window` (longest match + 1) bytes follow it, so everything before
+//! `len - window` is final and is emitted; the rest is held for the next
+//! chunk. A value split across any chunk boundary is therefore seen whole,
+//! and no byte is scanned more than once beyond that window. One byte of
+//! emitted text stays in front of the held bytes as look-behind context for
+//! `\b`.
+
+use crate::redact::{Action, Pass, Report};
+
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// `held[..context]` was already emitted (look-behind only); the rest is pending.
+    held: Vec<u8>,
+    context: usize,
+    /// Largest number of bytes held at once, for the `stream_peak_bytes` histogram.
+    peak: usize,
+    /// Bytes scanned so far.
+    scanned: u64,
+}
+
+impl Stream {
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// Pending bytes not yet emitted.
+    pub fn pending(&self) -> usize {
+        self.held.len().saturating_sub(self.context)
+    }
+
+    /// Scans `chunk` and writes what is final to `out`. With `end_of_stream`
+    /// everything pending is emitted. `block` acts as `tag` here: a streamed
+    /// body cannot be refused once parts of it went out, and the caller
+    /// buffers instead when blocking must be possible.
+    pub fn push(
+        &mut self,
+        pass: &Pass,
+        chunk: &[u8],
+        end_of_stream: bool,
+        out: &mut Vec<u8>,
+        report: &mut Report,
+    ) {
+        self.scanned = self.scanned.saturating_add(chunk.len() as u64);
+        self.held.extend_from_slice(chunk);
+        self.peak = self.peak.max(self.held.len());
+        let len = self.held.len();
+        let final_before = if end_of_stream {
+            len
+        } else {
+            len.saturating_sub(pass.scanner.window()).max(self.context)
+        };
+
+        let mut emitted_to = self.context;
+        let mut pos = self.context;
+        while let Some(found) = pass
+            .scanner
+            .find(&self.held, pos, final_before, pass.active)
+        {
+            let Some(detector) = pass.scanner.detector(found.detector) else {
+                break;
+            };
+            report.record(found.detector, &detector.action);
+            pos = found.end.max(found.start.saturating_add(1));
+            if detector.action == Action::Alert {
+                continue;
+            }
+            out.extend_from_slice(self.held.get(emitted_to..found.start).unwrap_or_default());
+            detector.action.apply(
+                &detector.name,
+                self.held.get(found.start..found.end).unwrap_or_default(),
+                pass.hash_key,
+                out,
+            );
+            emitted_to = found.end;
+        }
+
+        // A match may end past `final_before`: it is complete, and emitted whole.
+        let cut = emitted_to.max(final_before);
+        out.extend_from_slice(self.held.get(emitted_to..cut).unwrap_or_default());
+        if end_of_stream {
+            self.held.clear();
+            self.context = 0;
+        } else if cut > 0 {
+            let keep_from = cut - 1;
+            self.held.drain(..keep_from);
+            self.context = 1;
+        }
+    }
+}

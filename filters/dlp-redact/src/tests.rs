@@ -1,0 +1,524 @@
+//! Native tests of the pure logic: configuration, streaming across every
+//! chunk boundary, actions, query and JSON field redaction, body plans.
+
+use crate::body::{self, BodyHeaders, BodyPlan, Direction, Refusal};
+use crate::config::{Config, Policy};
+use crate::detectors::BUILTINS;
+use crate::json_fields::redact_json;
+use crate::query::redact_query;
+use crate::redact::{Blocker, Pass, Report};
+use crate::stream::Stream;
+use serde_json::{json, Value};
+
+const KEY: &str = "0123456789abcdef-test-key";
+
+/// A policy from JSON, with every built-in detector off unless `builtins` is
+/// true, so custom-detector tests do not depend on the catalog.
+fn policy_with(mut config: Value, builtins: bool) -> Result<Policy, String> {
+    if !builtins {
+        let detectors = config
+            .as_object_mut()
+            .unwrap()
+            .entry("detectors")
+            .or_insert_with(|| json!({}));
+        for b in BUILTINS {
+            detectors
+                .as_object_mut()
+                .unwrap()
+                .entry(b.name)
+                .or_insert_with(|| json!({"enabled": false}));
+        }
+    }
+    let text = serde_json::to_vec(&config).unwrap();
+    let env = |name: &str| (name == "DLP_KEY").then(|| KEY.to_string());
+    pwf_shared::config::parse_json::<Config>(Some(&text))
+        .and_then(|c| c.compile(&env))
+        .map_err(|e| e.to_string())
+}
+
+fn policy(config: Value) -> Policy {
+    policy_with(config, false).unwrap()
+}
+
+fn pass(p: &Policy) -> Pass<'_> {
+    Pass {
+        scanner: &p.scanner,
+        active: p.defaults.active,
+        hash_key: p.hash_key.as_deref(),
+    }
+}
+
+/// Streams `body` through in chunks split at `cuts`.
+fn stream_split(p: &Policy, body: &[u8], cuts: &[usize]) -> (Vec<u8>, Report) {
+    let mut stream = Stream::default();
+    let mut out = Vec::new();
+    let mut report = Report::default();
+    let mut from = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+        let eos = cut == body.len();
+        stream.push(&pass(p), &body[from..cut], eos, &mut out, &mut report);
+        from = cut;
+    }
+    (out, report)
+}
+
+fn custom(detectors: Value) -> Policy {
+    policy(json!({ "custom_detectors": detectors, "hash_key": {"inline": KEY} }))
+}
+
+fn secret_policy() -> Policy {
+    custom(json!([
+        {"name": "secret", "regex": "\\bSECRET-[0-9]{4,8}\\b", "action": "tag"},
+        {"name": "pin", "regex": "\\bPIN[0-9]{4}\\b", "action": "mask", "keep_last": 2},
+    ]))
+}
+
+#[test]
+fn a_value_split_at_every_position_is_redacted() {
+    let p = secret_policy();
+    let body = b"lead text, SECRET-123456 and PIN1234, trailing text";
+    let expected = b"lead text, [REDACTED:secret] and *****34, trailing text".to_vec();
+    for a in 0..=body.len() {
+        let (out, report) = stream_split(&p, body, &[a]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&expected),
+            "cut at {a}"
+        );
+        assert_eq!(report.redacted, 2);
+        for b in a..=body.len() {
+            let (out, _) = stream_split(&p, body, &[a, b]);
+            assert_eq!(out, expected, "cuts at {a}, {b}");
+        }
+    }
+}
+
+#[test]
+fn one_byte_chunks_are_redacted() {
+    let p = secret_policy();
+    let body = b"SECRET-1234 PIN9876 SECRET-87654321";
+    let cuts: Vec<usize> = (1..body.len()).collect();
+    let (out, report) = stream_split(&p, body, &cuts);
+    assert_eq!(out, b"[REDACTED:secret] *****76 [REDACTED:secret]");
+    let secret = p.scanner.detector_id("secret").unwrap();
+    let pin = p.scanner.detector_id("pin").unwrap();
+    assert_eq!(report.found, vec![(secret, 2), (pin, 1)]);
+}
+
+#[test]
+fn word_boundaries_hold_across_chunks() {
+    // `\b` before the value needs the byte before it, which was emitted with an earlier chunk.
+    let p = secret_policy();
+    let body = b"xSECRET-1234 SECRET-12345x SECRET-1234";
+    for a in 0..=body.len() {
+        let (out, _) = stream_split(&p, body, &[a]);
+        assert_eq!(
+            out, b"xSECRET-1234 SECRET-12345x [REDACTED:secret]",
+            "cut at {a}"
+        );
+    }
+}
+
+#[test]
+fn the_stream_holds_back_at_most_the_window() {
+    let p = secret_policy();
+    let window = p.scanner.window();
+    assert_eq!(window, "SECRET-".len() + 8 + 1);
+    let mut stream = Stream::default();
+    let mut out = Vec::new();
+    let mut report = Report::default();
+    let chunk = vec![b'a'; 1000];
+    for _ in 0..10 {
+        stream.push(&pass(&p), &chunk, false, &mut out, &mut report);
+        assert!(stream.pending() <= window);
+    }
+    assert_eq!(out.len(), 10_000 - stream.pending());
+    assert!(stream.peak() <= 1000 + window + 1);
+    stream.push(&pass(&p), b"", true, &mut out, &mut report);
+    assert_eq!(out.len(), 10_000);
+    assert_eq!(stream.pending(), 0);
+}
+
+#[test]
+fn every_action_writes_its_replacement() {
+    let p = custom(json!([
+        {"name": "m", "regex": "\\bM[0-9]{3}-[0-9]{4}\\b", "action": "mask", "keep_last": 4},
+        {"name": "mx", "regex": "\\bX[0-9]{4}\\b", "action": "mask", "mask_char": "#"},
+        {"name": "h", "regex": "\\bH[0-9]{4}\\b", "action": "hash"},
+        {"name": "r", "regex": "\\bR[0-9]{4}\\b", "action": "remove"},
+        {"name": "t", "regex": "\\bT[0-9]{4}\\b", "action": "tag"},
+        {"name": "a", "regex": "\\bA[0-9]{4}\\b", "action": "alert"},
+        {"name": "b", "regex": "\\bB[0-9]{4}\\b", "action": "block"},
+    ]));
+    let mut report = Report::default();
+    let out = pass(&p)
+        .redact_value(
+            b"M123-4567 X1234 H1111 H1111 H2222 R1234. T1234 A1234",
+            &mut report,
+        )
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let hashes: Vec<&str> = text
+        .split(' ')
+        .filter(|s| s.starts_with("[HASH:h:"))
+        .collect();
+    assert_eq!(hashes.len(), 3);
+    assert_eq!(hashes[0], hashes[1], "equal values hash equally");
+    assert_ne!(hashes[0], hashes[2]);
+    assert_eq!(hashes[0].len(), "[HASH:h:]".len() + 16);
+    assert_eq!(
+        text.replace(hashes[0], "H1").replace(hashes[2], "H2"),
+        "****-4567 ##### H1 H1 H2 . [REDACTED:t] A1234"
+    );
+    assert_eq!(report.redacted, 7);
+    assert!(report.block.is_none());
+
+    let mut report = Report::default();
+    pass(&p).redact_value(b"x B1234 y", &mut report).unwrap();
+    assert_eq!(
+        report.block.map(|b| matches!(b, Blocker::Detector(_))),
+        Some(true)
+    );
+
+    // Alert only: the value is left, nothing changes.
+    let mut report = Report::default();
+    assert_eq!(pass(&p).redact_value(b"A1234", &mut report), None);
+    assert_eq!(report.redacted, 0);
+    assert_eq!(report.found.len(), 1);
+}
+
+#[test]
+fn hashes_depend_on_the_key() {
+    let detector = json!([{"name": "h", "regex": "\\bH[0-9]{4}\\b", "action": "hash"}]);
+    let a = policy(json!({"custom_detectors": detector, "hash_key": {"inline": KEY}}));
+    let b = policy(
+        json!({"custom_detectors": detector, "hash_key": {"inline": "another-key-0123456789"}}),
+    );
+    let mut r = Report::default();
+    assert_ne!(
+        pass(&a).redact_value(b"H1234", &mut r),
+        pass(&b).redact_value(b"H1234", &mut r)
+    );
+}
+
+#[test]
+fn validators_reject_matches_without_hiding_later_ones() {
+    let p = custom(json!([
+        {"name": "num", "regex": "\\b[0-9]{4}(?: [0-9]{4}){3}\\b", "validator": "luhn", "action": "tag"},
+    ]));
+    let mut r = Report::default();
+    // The first group of 16 digits fails Luhn; the next one passes.
+    let out = pass(&p)
+        .redact_value(b"4111 1111 1111 1112 4111 1111 1111 1111", &mut r)
+        .unwrap();
+    assert_eq!(out, b"4111 1111 1111 1112 [REDACTED:num]");
+}
+
+#[test]
+fn query_values_are_decoded_scanned_and_reencoded() {
+    let p = secret_policy();
+    let mut r = Report::default();
+    let names = vec!["note".to_string(), "n2".to_string()];
+    let out = redact_query(
+        b"/a/b?x=SECRET-1234&note=my%20SECRET-1234+here&n2=SECRET%2D9999&keep=%41#frag",
+        &names,
+        &pass(&p),
+        &mut r,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "/a/b?x=SECRET-1234&note=my+%5BREDACTED%3Asecret%5D+here&n2=%5BREDACTED%3Asecret%5D&keep=%41#frag"
+    );
+    assert_eq!(
+        redact_query(b"/a?note=clean", &names, &pass(&p), &mut r),
+        None
+    );
+    assert_eq!(redact_query(b"/a", &names, &pass(&p), &mut r), None);
+}
+
+fn json_policy(action: Value) -> Policy {
+    let mut fields = json!({"keys": ["Password", "ssn"]});
+    for (k, v) in action.as_object().unwrap() {
+        fields[k] = v.clone();
+    }
+    policy(json!({
+        "custom_detectors": [{"name": "secret", "regex": "\\bSECRET-[0-9]{4}\\b"}],
+        "json_fields": fields,
+        "hash_key": {"inline": KEY},
+    }))
+}
+
+fn run_json(p: &Policy, body: &str) -> Result<(String, Report, u64), ()> {
+    let mut report = Report::default();
+    let mut n = 0;
+    let fields = p.json_fields.as_ref().unwrap();
+    redact_json(body.as_bytes(), fields, &pass(p), &mut report, &mut n)
+        .map(|out| (String::from_utf8(out).unwrap(), report, n))
+        .map_err(|_| ())
+}
+
+#[test]
+fn json_fields_are_redacted_at_any_depth_in_order() {
+    let p = json_policy(json!({"action": "mask", "keep_last": 2}));
+    let body = r#"{ "z": 1, "user": {"password": "hunter2", "SSN": 123456789, "note": "see SECRET-1234"},
+                   "list": [{"PASSWORD": {"nested": true}}, "SECRET-9999"], "a": null }"#;
+    let (out, report, n) = run_json(&p, body).unwrap();
+    assert_eq!(
+        out,
+        r#"{"z":1,"user":{"password":"*****r2","SSN":"*******89","note":"see [REDACTED:secret]"},"list":[{"PASSWORD":"{\"******\":**ue}"},"[REDACTED:secret]"],"a":null}"#
+    );
+    assert_eq!(n, 3);
+    assert_eq!(report.redacted, 2);
+}
+
+#[test]
+fn json_field_actions_remove_tag_and_block() {
+    let body = r#"{"password":"x","keep":"y"}"#;
+    let (out, _, _) = run_json(&json_policy(json!({"action": "remove"})), body).unwrap();
+    assert_eq!(out, r#"{"keep":"y"}"#);
+    let (out, _, _) = run_json(&json_policy(json!({"action": "tag"})), body).unwrap();
+    assert_eq!(out, r#"{"password":"[REDACTED:password]","keep":"y"}"#);
+    let (_, report, _) = run_json(&json_policy(json!({"action": "block"})), body).unwrap();
+    assert_eq!(report.block, Some(Blocker::JsonField));
+}
+
+#[test]
+fn malformed_json_is_an_error() {
+    let p = json_policy(json!({"action": "tag"}));
+    for bad in [r#"{"password": "x""#, "not json", r#"{"a":1} trailing"#, ""] {
+        assert!(run_json(&p, bad).is_err(), "{bad}");
+    }
+    let deep = "[".repeat(1000) + &"]".repeat(1000);
+    assert!(
+        run_json(&p, &deep).is_err(),
+        "nesting beyond serde_json's limit"
+    );
+}
+
+fn plan(p: &Policy, ct: &str, encoding: Option<&str>, length: Option<&str>) -> BodyPlan {
+    body::plan(
+        p,
+        &p.defaults,
+        Direction::Response,
+        true,
+        BodyHeaders {
+            content_type: Some(ct.as_bytes()),
+            content_encoding: encoding.map(str::as_bytes),
+            content_length: length.map(str::as_bytes),
+        },
+    )
+}
+
+#[test]
+fn body_plans_follow_content_type_encoding_and_actions() {
+    let tag = secret_policy();
+    assert_eq!(
+        plan(&tag, "application/json; charset=utf-8", None, None),
+        BodyPlan::Stream {
+            drop_content_length: true
+        }
+    );
+    assert_eq!(
+        plan(&tag, "TEXT/plain", Some("identity"), None),
+        BodyPlan::Stream {
+            drop_content_length: true
+        }
+    );
+    assert_eq!(
+        plan(&tag, "application/problem+json", None, None),
+        BodyPlan::Stream {
+            drop_content_length: true
+        }
+    );
+    assert_eq!(plan(&tag, "image/png", None, None), BodyPlan::Skip);
+    assert_eq!(
+        plan(&tag, "application/json", Some("gzip"), None),
+        BodyPlan::SkipEncoding
+    );
+
+    let mask = custom(json!([{"name": "m", "regex": "\\bM[0-9]{4}\\b", "action": "mask"}]));
+    assert_eq!(
+        plan(&mask, "text/html", None, Some("10")),
+        BodyPlan::Stream {
+            drop_content_length: false
+        }
+    );
+
+    let block = policy(json!({
+        "custom_detectors": [{"name": "b", "regex": "\\bB[0-9]{4}\\b", "action": "block"}],
+        "max_buffer_bytes": 100,
+        "on_unreadable_encoding": "block",
+    }));
+    assert_eq!(
+        plan(&block, "text/plain", None, Some("100")),
+        BodyPlan::Buffer { json: false }
+    );
+    assert_eq!(
+        plan(&block, "text/plain", None, Some("101")),
+        BodyPlan::RejectTooLarge
+    );
+    assert_eq!(
+        plan(&block, "text/plain", Some("br"), None),
+        BodyPlan::RejectEncoding
+    );
+
+    let json_mode = json_policy(json!({"action": "tag"}));
+    assert_eq!(
+        plan(&json_mode, "application/json", None, None),
+        BodyPlan::Buffer { json: true }
+    );
+    assert_eq!(
+        plan(&json_mode, "text/plain", None, None),
+        BodyPlan::Stream {
+            drop_content_length: true
+        }
+    );
+}
+
+#[test]
+fn refusals_are_json_errors_without_values() {
+    let r = Refusal::sensitive(Direction::Request, "card");
+    assert_eq!(r.status, 403);
+    let v: Value = serde_json::from_str(&r.body()).unwrap();
+    assert_eq!(
+        v,
+        json!({"error": "sensitive_data", "message": "request blocked: contains card", "status": 403})
+    );
+    assert_eq!(Refusal::sensitive(Direction::Response, "card").status, 502);
+    assert_eq!(Refusal::too_large(Direction::Request, 10).status, 413);
+    assert_eq!(Refusal::encoding(Direction::Request).status, 415);
+    assert_eq!(Refusal::invalid_json(Direction::Request).status, 400);
+    assert_eq!(Refusal::invalid_json(Direction::Response).status, 502);
+}
+
+#[test]
+fn rules_pick_profiles() {
+    let p = policy(json!({
+        "custom_detectors": [
+            {"name": "a", "regex": "\\bA[0-9]{4}\\b"},
+            {"name": "b", "regex": "\\bB[0-9]{4}\\b"},
+        ],
+        "rules": [
+            {"match": {"path": {"prefix": "/health"}}, "skip": true},
+            {"match": {"path": {"prefix": "/pay/"}}, "request": {"body": true}, "detectors": ["a"]},
+        ],
+    }));
+    let req =
+        |path: &str| pwf_shared::HeaderList::from_pairs([(":path", path), (":method", "GET")]);
+    assert!(p.profile_for(&req("/healthz")).is_none());
+    let pay = p.profile_for(&req("/pay/x")).unwrap();
+    assert!(pay.request.body && pay.response.body);
+    let a = p.scanner.detector_id("a").unwrap();
+    let b = p.scanner.detector_id("b").unwrap();
+    assert!(pay.active.contains(a) && !pay.active.contains(b));
+    let other = p.profile_for(&req("/other")).unwrap();
+    assert!(!other.request.body && other.active.contains(a) && other.active.contains(b));
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let cases = [
+        (
+            json!({"detectors": {"credit_card": {}}}),
+            "detectors.credit_card: unknown detector 'credit_card'",
+        ),
+        (
+            json!({"custom_detectors": [{"name": "x", "regex": "a+"}]}),
+            "custom_detectors[0].regex: the pattern has no maximum length",
+        ),
+        (
+            json!({"custom_detectors": [{"name": "x", "regex": "a{0,3}"}]}),
+            "custom_detectors[0].regex: the pattern can match the empty string",
+        ),
+        (
+            json!({"custom_detectors": [{"name": "x", "regex": "(a"}]}),
+            "custom_detectors[0].regex: invalid regex",
+        ),
+        (
+            json!({"custom_detectors": [{"name": "X", "regex": "a"}]}),
+            "custom_detectors[0].name: detector name 'X'",
+        ),
+        (
+            json!({"custom_detectors": [{"name": "x", "regex": "a", "action": "hash"}]}),
+            "hash_key: required: an action is 'hash'",
+        ),
+        (
+            json!({"custom_detectors": [{"name": "x", "regex": "a", "action": "tag", "keep_last": 2}]}),
+            "custom_detectors[0].keep_last: only allowed with action 'mask'",
+        ),
+        (
+            json!({"default_action": {"action": "mask", "mask_char": "é"}}),
+            "default_action.mask_char: must be a visible ASCII character",
+        ),
+        (
+            json!({"default_action": {"action": "explode"}}),
+            "default_action.action: unknown variant `explode`",
+        ),
+        (
+            json!({"hash_key": {"inline": "short"}}),
+            "hash_key: the key must be at least 16 bytes long",
+        ),
+        (
+            json!({"hash_key": {"env": "NOPE"}}),
+            "hash_key.env: environment variable 'NOPE' is not set",
+        ),
+        (
+            json!({"response": {"query": ["a"]}}),
+            "response.query: query parameters exist on requests only",
+        ),
+        (
+            json!({"request": {"headers": ["bad header"]}}),
+            "request.headers[0]: 'bad header'",
+        ),
+        (
+            json!({"content_types": ["json"]}),
+            "content_types[0]: 'json' is not a media type",
+        ),
+        (
+            json!({"max_buffer_bytes": 0}),
+            "max_buffer_bytes: must be between 1",
+        ),
+        (
+            json!({"json_fields": {"keys": [], "action": "tag"}}),
+            "json_fields.keys: must name at least one key",
+        ),
+        (
+            json!({"rules": [{"skip": true, "detectors": ["card"]}]}),
+            "rules[0]: a rule with 'skip' cannot also set",
+        ),
+        (
+            json!({"rules": [{"detectors": ["nope"]}]}),
+            "rules[0].detectors[0]: unknown detector 'nope'",
+        ),
+        (
+            json!({"on_over_limit": "pass"}),
+            "on_over_limit: unknown variant `pass`",
+        ),
+        (
+            json!({"response": {"body": true, "bogus": 1}}),
+            "response.bogus: unknown field `bogus`",
+        ),
+    ];
+    for (config, expected) in cases {
+        let err = policy_with(config.clone(), false).unwrap_err();
+        assert!(
+            err.starts_with(expected),
+            "{config}: got {err}, want {expected}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_config_scans_response_bodies_with_the_default_set() {
+    let p = policy_with(json!({}), true).unwrap();
+    assert!(p.defaults.response.body && !p.defaults.request.body);
+    for b in BUILTINS {
+        let id = p.scanner.detector_id(b.name).unwrap();
+        assert_eq!(p.defaults.active.contains(id), !b.opt_in, "{}", b.name);
+    }
+    assert!(p.scans_content_type(b"application/json"));
+    assert!(p.scans_content_type(b"application/vnd.api+json"));
+    assert!(p.scans_content_type(b"text/csv; charset=utf-8"));
+    assert!(!p.scans_content_type(b"application/octet-stream"));
+}
