@@ -41,7 +41,10 @@ pub enum BodyPlan {
     /// Scanned chunk by chunk. `drop_content_length` when redaction may change the length.
     Stream { drop_content_length: bool },
     /// Buffered whole (block actions or JSON field mode), then scanned.
-    Buffer { json: bool },
+    Buffer {
+        json: bool,
+        drop_content_length: bool,
+    },
 }
 
 /// Decides what to do with a body. `has_body` is false when the headers ended the stream.
@@ -82,7 +85,10 @@ pub fn plan(
             (true, OverLimit::Stream) => BodyPlan::Stream {
                 drop_content_length: !preserves_length(policy, profile.active),
             },
-            (false, _) => BodyPlan::Buffer { json },
+            (false, _) => BodyPlan::Buffer {
+                json,
+                drop_content_length: json || !preserves_length(policy, profile.active),
+            },
         };
     }
     BodyPlan::Stream {

@@ -235,7 +235,8 @@ impl Redact {
                 headers.replace_all(name, redacted);
             }
         }
-        if let Some(new_path) = redact_query(headers.path(), &scope.query, pass, report) {
+        let path = headers.get(":path").unwrap_or_default();
+        if let Some(new_path) = redact_query(path, &scope.query, pass, report) {
             headers.set(":path", new_path);
         }
     }
@@ -289,7 +290,6 @@ impl Redact {
                 content_length: headers.get("content-length"),
             },
         );
-        let mut action = Action::Continue;
         match plan {
             BodyPlan::Skip => {}
             BodyPlan::SkipEncoding => shared.metrics.skipped_encoding.inc(),
@@ -318,16 +318,24 @@ impl Redact {
                     scan_ns: 0,
                 };
             }
-            BodyPlan::Buffer { json } => {
+            BodyPlan::Buffer {
+                json,
+                drop_content_length,
+            } => {
+                // The headers go on now: in proxy-wasm a paused header phase
+                // also stops body delivery to the filter (the host turns it
+                // into StopAllIteration), so a body cannot be read while its
+                // headers are held. The body itself is held until it is whole.
+                if drop_content_length {
+                    headers.remove("content-length");
+                }
                 *self.body_mut(direction) = Body::Buffer { json };
-                // Held until the body is in: its status and length may still change.
-                action = Action::Pause;
             }
         }
         if headers.is_changed() {
             host::write_back(map, &headers);
         }
-        action
+        Action::Continue
     }
 
     fn blocker_name(&self, blocker: Blocker) -> String {
@@ -378,6 +386,10 @@ impl Redact {
     }
 
     fn on_body(&mut self, direction: Direction, size: usize, end_of_stream: bool) -> Action {
+        log::trace!(
+            "{FILTER}: {} body chunk: {size} bytes, end_of_stream={end_of_stream}",
+            direction.as_str()
+        );
         let shared = Rc::clone(&self.shared);
         let policy = &shared.policy;
         let Some(profile) = profile_of(&shared, self.profile) else {
@@ -481,26 +493,17 @@ impl Redact {
         if redacted != body {
             write_body(direction, size, &redacted);
         }
-        host::set_header(
-            header_map(direction),
-            "content-length",
-            redacted.len().to_string().as_bytes(),
-        );
         Action::Continue
     }
 
-    /// Refuses a message whose body is buffered (headers still held).
+    /// Refuses a message whose body is buffered. Its headers already went
+    /// on, so for a response Envoy cannot send a new status: the local reply
+    /// makes it abort the stream. No byte of the buffered body is sent.
     fn refuse_buffered(&mut self, direction: Direction, size: usize, refusal: &Refusal) -> Action {
-        let action = self.refuse(direction, refusal, true);
-        if direction == Direction::Response {
-            // The buffered chunks are the first body bytes: replace them now.
-            let replacement = match &mut self.response {
-                Body::Replace { error } => error.take().unwrap_or_default(),
-                _ => Vec::new(),
-            };
-            write_body(direction, size, &replacement);
-        }
-        action
+        self.shared.metrics.blocked.inc();
+        write_body(direction, size, b"");
+        pwf_shared::reply::send_json_error(refusal.status, refusal.code, &refusal.message, &[]);
+        Action::Pause
     }
 
     /// Over the buffer limit with `on_over_limit: stream`: the buffered bytes
