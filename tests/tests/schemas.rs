@@ -79,6 +79,9 @@ macro_rules! load_config {
     ("jwt-acquire", $krate:ident, $bytes:expr, $env:expr) => {
         jwt_acquire::config::Config::load($bytes, $env).map(drop)
     };
+    ("dlp-redact", $krate:ident, $bytes:expr, $env:expr) => {
+        dlp_redact::config::Config::load($bytes, $env).map(drop)
+    };
     ($name:literal, $krate:ident, $bytes:expr, $env:expr) => {
         $krate::config::Config::load($bytes).map(drop)
     };

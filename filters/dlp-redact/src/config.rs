@@ -71,8 +71,34 @@ fn default_max_buffer_bytes() -> usize {
 pub struct DetectorConfig {
     /// Default: on, except for opt-in detectors (ipv4, ipv6).
     pub enabled: Option<bool>,
-    #[serde(flatten)]
-    pub action: Option<ActionConfig>,
+    /// Default: `default_action`.
+    pub action: Option<ActionKind>,
+    /// `mask` only: letters and digits left visible at the end.
+    pub keep_last: Option<usize>,
+    /// `mask` only: the ASCII character written over each letter and digit. Default `*`.
+    pub mask_char: Option<char>,
+}
+
+/// The action of a detector that may leave it to `default_action`.
+fn action_or_default(
+    action: Option<ActionKind>,
+    keep_last: Option<usize>,
+    mask_char: Option<char>,
+    default: &Action,
+    path: &FieldPath,
+) -> Result<Action, ConfigError> {
+    match action {
+        Some(action) => ActionConfig {
+            action,
+            keep_last,
+            mask_char,
+        }
+        .compile(path),
+        None if keep_last.is_some() || mask_char.is_some() => Err(path
+            .field("action")
+            .error("required with 'keep_last' or 'mask_char'")),
+        None => Ok(default.clone()),
+    }
 }
 
 /// What happens to a detected value.
@@ -121,8 +147,12 @@ pub struct CustomDetectorConfig {
     /// Compare letters case-insensitively.
     #[serde(default)]
     pub ignore_case: bool,
-    #[serde(flatten)]
-    pub action: Option<ActionConfig>,
+    /// Default: `default_action`.
+    pub action: Option<ActionKind>,
+    /// `mask` only.
+    pub keep_last: Option<usize>,
+    /// `mask` only.
+    pub mask_char: Option<char>,
 }
 
 fn default_validator() -> Validator {
@@ -135,8 +165,12 @@ fn default_validator() -> Validator {
 pub struct JsonFieldsConfig {
     /// Object keys, compared case-insensitively, at any depth.
     pub keys: Vec<String>,
-    #[serde(flatten)]
-    pub action: ActionConfig,
+    /// What happens to their values (`remove` deletes the member).
+    pub action: ActionKind,
+    /// `mask` only.
+    pub keep_last: Option<usize>,
+    /// `mask` only.
+    pub mask_char: Option<char>,
 }
 
 /// What is scanned in one direction.
@@ -325,6 +359,11 @@ pub struct Policy {
 }
 
 impl Config {
+    /// Parses and compiles plugin configuration bytes.
+    pub fn load(bytes: Option<&[u8]>, env: EnvLookup) -> Result<Policy, ConfigError> {
+        pwf_shared::config::parse_json::<Config>(bytes)?.compile(env)
+    }
+
     pub fn compile(&self, env: EnvLookup) -> Result<Policy, ConfigError> {
         let root = FieldPath::root();
         let default_action = match &self.default_action {
@@ -346,12 +385,19 @@ impl Config {
         let mut enabled = DetectorSet::EMPTY;
         for builtin in BUILTINS {
             let path = root.field("detectors").field(builtin.name);
-            let cfg = self.detectors.get(builtin.name);
-            let on = cfg.and_then(|c| c.enabled).unwrap_or(!builtin.opt_in);
-            let action = match cfg.and_then(|c| c.action.as_ref()) {
-                Some(a) => a.compile(&path)?,
-                None => default_action.clone(),
-            };
+            let cfg = self
+                .detectors
+                .get(builtin.name)
+                .cloned()
+                .unwrap_or_default();
+            let on = cfg.enabled.unwrap_or(!builtin.opt_in);
+            let action = action_or_default(
+                cfg.action,
+                cfg.keep_last,
+                cfg.mask_char,
+                &default_action,
+                &path,
+            )?;
             if on {
                 enabled.insert(detectors.len());
             }
@@ -367,10 +413,13 @@ impl Config {
                     .field("name")
                     .error(format!("detector name '{}' is already used", custom.name)));
             }
-            let action = match &custom.action {
-                Some(a) => a.compile(&path)?,
-                None => default_action.clone(),
-            };
+            let action = action_or_default(
+                custom.action,
+                custom.keep_last,
+                custom.mask_char,
+                &default_action,
+                &path,
+            )?;
             enabled.insert(detectors.len());
             detectors.push(Detector {
                 name: custom.name.clone(),
@@ -578,10 +627,13 @@ impl JsonFieldsConfig {
             }
             keys.push(key.to_lowercase());
         }
-        Ok(JsonFields {
-            keys,
-            action: self.action.compile(path)?,
-        })
+        let action = ActionConfig {
+            action: self.action,
+            keep_last: self.keep_last,
+            mask_char: self.mask_char,
+        }
+        .compile(path)?;
+        Ok(JsonFields { keys, action })
     }
 }
 

@@ -91,9 +91,7 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let env = |name: &str| std::env::var(name).ok();
-        let policy = host::load_configuration(FILTER, |c| {
-            pwf_shared::config::parse_json::<Config>(c).and_then(|c| c.compile(&env))
-        });
+        let policy = host::load_configuration(FILTER, |c| Config::load(c, &env));
         match policy {
             Some(policy) => {
                 let metrics = Metrics::define(&policy);

@@ -352,7 +352,10 @@ fn body_plans_follow_content_type_encoding_and_actions() {
     }));
     assert_eq!(
         plan(&block, "text/plain", None, Some("100")),
-        BodyPlan::Buffer { json: false, drop_content_length: true }
+        BodyPlan::Buffer {
+            json: false,
+            drop_content_length: true
+        }
     );
     assert_eq!(
         plan(&block, "text/plain", None, Some("101")),
@@ -366,7 +369,10 @@ fn body_plans_follow_content_type_encoding_and_actions() {
     let json_mode = json_policy(json!({"action": "tag"}));
     assert_eq!(
         plan(&json_mode, "application/json", None, None),
-        BodyPlan::Buffer { json: true, drop_content_length: true }
+        BodyPlan::Buffer {
+            json: true,
+            drop_content_length: true
+        }
     );
     assert_eq!(
         plan(&json_mode, "text/plain", None, None),

@@ -13,5 +13,6 @@ filters! {
     "jwt-acquire" => jwt_acquire,
     "plan-ratelimit" => plan_ratelimit,
     "cos-router" => cos_router,
+    "dlp-redact" => dlp_redact,
     // new-filter: entries above this line
 }
