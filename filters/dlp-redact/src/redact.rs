@@ -4,6 +4,7 @@
 use crate::scanner::{DetectorSet, Scanner};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -69,7 +70,6 @@ fn mask(value: &[u8], keep_last: usize, mask_char: u8, out: &mut Vec<u8>) {
 
 /// First 8 bytes of HMAC-SHA256(key, value) as 16 lower-case hex digits.
 fn hash_prefix(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     // HMAC accepts keys of any length; the error branch cannot happen.
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
         return;
@@ -77,8 +77,8 @@ fn hash_prefix(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
     mac.update(value);
     let digest = mac.finalize().into_bytes();
     for b in digest.iter().take(8) {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0x0f)]);
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{b:02x}");
     }
 }
 
