@@ -443,7 +443,7 @@ fn gateway_chain() -> Vec<(String, (u8, i64))> {
 
 #[test]
 fn phase_and_priority_put_the_gateway_chain_in_order() {
-    // dlp-redact (planned) first on requests so that it is the last filter on
+    // dlp-redact first on requests so that it is the last filter on
     // responses; jwt-auth authenticates before anything uses identity;
     // plan-ratelimit limits by the verified plan; cos-router routes
     // authorized requests; header-transform last.
@@ -454,7 +454,13 @@ fn phase_and_priority_put_the_gateway_chain_in_order() {
         "cos-router",
         "header-transform",
     ];
-    const REQUIRED: [&str; 3] = ["jwt-auth", "plan-ratelimit", "header-transform"];
+    const REQUIRED: [&str; 5] = [
+        "dlp-redact",
+        "jwt-auth",
+        "plan-ratelimit",
+        "cos-router",
+        "header-transform",
+    ];
     let chain = gateway_chain();
     let names: Vec<&str> = chain.iter().map(|(n, _)| n.as_str()).collect();
     for required in REQUIRED {
