@@ -2,6 +2,12 @@
 //! as `make bench` runs it (free ports, absolute wasm paths). Validate mode
 //! loads the wasm modules and runs the plugins' `on_configure`, so a bench
 //! config with a broken plugin configuration fails here, not mid-benchmark.
+//! The response bodies some configs serve are generated first, as the bench
+//! does.
+
+#[path = "../src/bench/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
 
 use std::path::PathBuf;
 
@@ -22,6 +28,7 @@ fn bench_configs() -> Vec<PathBuf> {
 fn every_bench_config_validates() {
     let files = bench_configs();
     assert!(!files.is_empty(), "no bench/configs/*.yaml found");
+    fixtures::write_dlp_fixtures(&repo_root());
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = files
             .iter()

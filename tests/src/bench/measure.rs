@@ -175,3 +175,48 @@ pub fn bench_envoy(config: &str) -> EnvoyBuilder {
         .log_level("warning")
         .component_log_level(None)
 }
+
+/// A field of `/proc/<pid>/status` in KiB, e.g. `VmHWM` (peak RSS) or `VmRSS`.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// P99 and P100 (max) of a histogram over everything recorded so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantiles {
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The cumulative P99 and max of histogram `name` from Envoy's admin
+/// `/stats?format=json` (the configs set `stats_flush_on_admin`, so the
+/// read merges what the worker recorded); None if Envoy has no such
+/// histogram or it recorded nothing.
+pub fn histogram(envoy: &Envoy, name: &str) -> Option<Quantiles> {
+    // `filter` is a regex; the exact name is picked from the answer.
+    let resp = envoy.admin_get(&format!("/stats?format=json&filter={name}"));
+    quantiles(&resp.json(), name)
+}
+
+pub fn quantiles(stats: &serde_json::Value, name: &str) -> Option<Quantiles> {
+    let histograms = stats["stats"]
+        .as_array()?
+        .iter()
+        .find_map(|s| s.get("histograms"))?;
+    let supported = histograms["supported_quantiles"].as_array()?;
+    let at = |q: f64| supported.iter().position(|v| v.as_f64() == Some(q));
+    let values = histograms["computed_quantiles"]
+        .as_array()?
+        .iter()
+        .find(|h| h["name"] == name)?["values"]
+        .as_array()?;
+    let cumulative = |i: usize| values.get(i)?["cumulative"].as_f64();
+    Some(Quantiles {
+        p99: cumulative(at(99.0)?)?,
+        max: cumulative(at(100.0)?)?,
+    })
+}

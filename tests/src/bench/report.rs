@@ -4,8 +4,8 @@ use std::path::Path;
 
 use pwf_tests::repo_root;
 
-use crate::measure::{cpu, rps, Environment, Sample, ENVOY_CPU, LOAD_CPU};
-use crate::suite::{Suite, Variant};
+use crate::measure::{cpu, rps, Environment, Quantiles, Sample, ENVOY_CPU, LOAD_CPU};
+use crate::suite::{Comparison, Suite, Variant};
 use crate::Args;
 
 pub const DOCS: &str = "docs/benchmarks.md";
@@ -14,6 +14,17 @@ pub struct Measured<'a> {
     pub variant: &'a Variant,
     pub wasm_bytes: Option<u64>,
     pub samples: Vec<Sample>,
+    pub memory: Memory,
+}
+
+/// What one variant's Envoy held: peak RSS (`VmHWM`, KiB) after start-up
+/// and verification and after the runs, and the suite's histograms read
+/// after the runs.
+#[derive(Debug, Default)]
+pub struct Memory {
+    pub hwm_before_kib: Option<u64>,
+    pub hwm_after_kib: Option<u64>,
+    pub histograms: Vec<(String, Option<Quantiles>)>,
 }
 
 pub fn median(mut xs: Vec<f64>) -> f64 {
@@ -76,6 +87,8 @@ pub fn section(
         );
     }
     s += "\n";
+    s += &throughput(suite, measured);
+    s += &memory(suite, measured);
     s += &comparisons(suite, measured);
     for note in &suite.notes {
         s += &format!("- {note}\n");
@@ -121,11 +134,19 @@ pub fn comparisons(suite: &Suite, measured: &[Measured]) -> String {
             .find(|m| m.variant.name == name)
             .unwrap_or_else(|| panic!("comparison names no variant {name}"))
     };
+    let general: Vec<&Comparison> = suite
+        .comparisons
+        .iter()
+        .filter(|c| c.min_mb_per_s_ratio.is_none())
+        .collect();
+    if general.is_empty() {
+        return String::new();
+    }
     let mut s = String::from(
         "| comparison | what | req/s ratio (min–max) | CPU µs/req ratio (min–max) | goal | |\n\
          |---|---|--:|--:|--:|---|\n",
     );
-    for c in &suite.comparisons {
+    for c in general {
         let (a, b) = (find(&c.variant), find(&c.against));
         let ratios = |f: fn(&Sample) -> f64| -> Vec<f64> {
             a.samples
@@ -166,6 +187,152 @@ pub fn comparisons(suite: &Suite, measured: &[Measured]) -> String {
         );
     }
     s + "\n"
+}
+
+/// `min (lo–hi)` of values, with the median first.
+fn summary(xs: &[f64], digits: usize) -> String {
+    let lo = xs.iter().copied().fold(f64::MAX, f64::min);
+    let hi = xs.iter().copied().fold(f64::MIN, f64::max);
+    format!(
+        "{:.digits$} ({lo:.digits$}–{hi:.digits$})",
+        median(xs.to_vec())
+    )
+}
+
+/// Per round: the filter's own CPU per body (µs; the variant's CPU per
+/// request minus its `net_of` variant's) and its MB/s (body bytes per µs
+/// of that CPU = 10^6 bytes per second). A round whose difference is not
+/// positive (noise) gives infinite MB/s.
+pub fn net_rounds(m: &Measured, measured: &[Measured]) -> Option<(Vec<f64>, Vec<f64>)> {
+    let (of, bytes) = (m.variant.net_of.as_ref()?, m.variant.body_bytes?);
+    let base = measured.iter().find(|b| &b.variant.name == of)?;
+    let net: Vec<f64> = m
+        .samples
+        .iter()
+        .zip(&base.samples)
+        .map(|(a, b)| cpu(a) - cpu(b))
+        .collect();
+    let mbps = net
+        .iter()
+        .map(|&us| {
+            if us > 0.0 {
+                bytes as f64 / us
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect();
+    Some((net, mbps))
+}
+
+/// The throughput table (variants with `net_of`) and the MB/s comparisons;
+/// empty for suites without them.
+pub fn throughput(suite: &Suite, measured: &[Measured]) -> String {
+    let rows: Vec<(&Measured, Vec<f64>, Vec<f64>)> = measured
+        .iter()
+        .filter_map(|m| net_rounds(m, measured).map(|(net, mbps)| (m, net, mbps)))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "| variant | body | filter CPU µs per body (min–max) | MB/s per core (min–max) | goal | |\n\
+         |---|--:|--:|--:|--:|---|\n",
+    );
+    for (m, net, mbps) in &rows {
+        let bytes = m.variant.body_bytes.unwrap_or_default();
+        let (goal, verdict) = match m.variant.min_mb_per_s {
+            Some(min) if median(mbps.clone()) >= min => (format!("≥ {min:.0} MB/s"), "**met**"),
+            Some(min) => (format!("≥ {min:.0} MB/s"), "**missed**"),
+            None => ("–".to_owned(), "reported"),
+        };
+        s += &format!(
+            "| {} | {} | {} | {} | {goal} | {verdict} |\n",
+            m.variant.name,
+            human_bytes(bytes as f64),
+            summary(net, 1),
+            summary(mbps, 0),
+        );
+    }
+    s += "\n";
+    let pairs: Vec<&Comparison> = suite
+        .comparisons
+        .iter()
+        .filter(|c| c.min_mb_per_s_ratio.is_some())
+        .collect();
+    if pairs.is_empty() {
+        return s;
+    }
+    s += "| comparison | what | MB/s ratio (min–max) | goal | |\n|---|---|--:|--:|---|\n";
+    let mbps_of = |name: &str| {
+        rows.iter()
+            .find(|(m, _, _)| m.variant.name == name)
+            .map(|(_, _, mbps)| mbps)
+            .unwrap_or_else(|| panic!("comparison names no variant with net_of: {name}"))
+    };
+    for c in pairs {
+        let ratios: Vec<f64> = mbps_of(&c.variant)
+            .iter()
+            .zip(mbps_of(&c.against))
+            .map(|(a, b)| a / b)
+            .collect();
+        let min = c.min_mb_per_s_ratio.unwrap_or_default();
+        let verdict = if median(ratios.clone()) >= min {
+            "**met**"
+        } else {
+            "**missed**"
+        };
+        s += &format!(
+            "| `{}` vs `{}` | {} | {}× | ≥ {min:.2}× | {verdict} |\n",
+            c.variant,
+            c.against,
+            c.what,
+            summary(&ratios, 2),
+        );
+    }
+    s + "\n"
+}
+
+/// The memory table: the suite's histograms (P99 / max) and Envoy's peak
+/// RSS; empty for suites without `histograms`.
+pub fn memory(suite: &Suite, measured: &[Measured]) -> String {
+    if suite.histograms.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("| variant |");
+    for h in &suite.histograms {
+        s += &format!(" `{h}` P99 / max |");
+    }
+    s += " Envoy peak RSS after the runs | growth over the runs |\n|---|";
+    s += &"--:|".repeat(suite.histograms.len() + 2);
+    s += "\n";
+    let kib = |k: Option<u64>| k.map_or("–".into(), |k| human_bytes(k as f64 * 1024.0));
+    for m in measured {
+        s += &format!("| {} |", m.variant.name);
+        for (_, q) in &m.memory.histograms {
+            s += &match q {
+                Some(q) => format!(" {} / {} |", human_bytes(q.p99), human_bytes(q.max)),
+                None => " – |".to_owned(),
+            };
+        }
+        let growth = match (m.memory.hwm_before_kib, m.memory.hwm_after_kib) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        };
+        s += &format!(" {} | {} |\n", kib(m.memory.hwm_after_kib), kib(growth));
+    }
+    s + "\n"
+}
+
+/// Bytes as B, KiB or MiB.
+pub fn human_bytes(b: f64) -> String {
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
 }
 
 pub fn begin_marker(key: &str) -> String {
@@ -221,6 +388,100 @@ mod tests {
     fn median_of_odd_and_even() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    fn variant(json: serde_json::Value) -> Variant {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn samples(cpus: &[f64]) -> Vec<Sample> {
+        cpus.iter()
+            .map(|&c| Sample {
+                rps: 1e6 / c,
+                cpu_us_per_req: c,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn throughput_is_body_bytes_per_us_of_the_filters_own_cpu() {
+        let base = variant(
+            serde_json::json!({"name": "base", "description": "", "config": "x",
+            "body_bytes": 1_000_000}),
+        );
+        let fast = variant(
+            serde_json::json!({"name": "fast", "description": "", "config": "x",
+            "body_bytes": 1_000_000, "net_of": "base", "min_mb_per_s": 150.0}),
+        );
+        let slow = variant(
+            serde_json::json!({"name": "slow", "description": "", "config": "x",
+            "body_bytes": 1_000_000, "net_of": "base"}),
+        );
+        let m = |v, cpus: &[f64]| Measured {
+            variant: v,
+            wasm_bytes: None,
+            samples: samples(cpus),
+            memory: Memory::default(),
+        };
+        // Rounds: base 1000/1100/900 µs; fast +5000/+4000/+6000; slow +20000 each.
+        let measured = vec![
+            m(&base, &[1000.0, 1100.0, 900.0]),
+            m(&fast, &[6000.0, 5100.0, 6900.0]),
+            m(&slow, &[21000.0, 21100.0, 20900.0]),
+        ];
+        let (net, mbps) = net_rounds(&measured[1], &measured).unwrap();
+        assert_eq!(net, vec![5000.0, 4000.0, 6000.0]);
+        assert_eq!(mbps, vec![200.0, 250.0, 1e6 / 6000.0]);
+        assert!(net_rounds(&measured[0], &measured).is_none());
+
+        let suite: Suite = serde_json::from_value(serde_json::json!({
+            "title": "t", "description": "d", "variants": [],
+            "comparisons": [{"variant": "fast", "against": "slow", "what": "w",
+                "min_mb_per_s_ratio": 3.0}]
+        }))
+        .unwrap();
+        let table = throughput(&suite, &measured);
+        assert!(
+            table.contains("| fast | 976.6 KiB | 5000.0 (4000.0–6000.0) | 200 (167–250) | ≥ 150 MB/s | **met** |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| slow | 976.6 KiB | 20000.0 (20000.0–20000.0) | 50 (50–50) | – | reported |"
+            ),
+            "{table}"
+        );
+        // Per-round ratios 4, 5, 3.33: median 4.
+        assert!(
+            table.contains("| `fast` vs `slow` | w | 4.00 (3.33–5.00)× | ≥ 3.00× | **met** |"),
+            "{table}"
+        );
+        // The MB/s goal is not repeated in the req/s and CPU comparisons.
+        assert_eq!(comparisons(&suite, &measured), "");
+    }
+
+    #[test]
+    fn quantiles_come_from_the_cumulative_values() {
+        let stats = serde_json::json!({"stats": [{"name": "x", "value": 1}, {"histograms": {
+        "supported_quantiles": [0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100],
+        "computed_quantiles": [
+            {"name": "other", "values": []},
+            {"name": "h", "values": [
+                {"interval": null, "cumulative": 1}, {"interval": null, "cumulative": 2},
+                {"interval": null, "cumulative": 3}, {"interval": null, "cumulative": 4},
+                {"interval": null, "cumulative": 5}, {"interval": null, "cumulative": 6},
+                {"interval": null, "cumulative": 17000}, {"interval": null, "cumulative": 8},
+                {"interval": null, "cumulative": 9}, {"interval": null, "cumulative": 33000}
+            ]}
+        ]}}]});
+        assert_eq!(
+            crate::measure::quantiles(&stats, "h"),
+            Some(Quantiles {
+                p99: 17000.0,
+                max: 33000.0
+            })
+        );
+        assert_eq!(crate::measure::quantiles(&stats, "missing"), None);
     }
 
     #[test]

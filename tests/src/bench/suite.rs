@@ -65,6 +65,10 @@ pub struct Suite {
     /// Markdown bullet points printed under the tables.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Histograms read from each variant's admin `/stats` after the runs
+    /// (P99 and max across the runs), e.g. a filter's per-stream peak bytes.
+    #[serde(default)]
+    pub histograms: Vec<String>,
     pub variants: Vec<Variant>,
 }
 
@@ -81,6 +85,9 @@ pub struct Comparison {
     pub min_rps_ratio: Option<f64>,
     /// Goal: `variant`'s CPU per request at most this multiple of `against`'s.
     pub max_cpu_ratio: Option<f64>,
+    /// Goal (both variants need `net_of`): `variant`'s body throughput (MB/s
+    /// of its own CPU) at least this multiple of `against`'s.
+    pub min_mb_per_s_ratio: Option<f64>,
 }
 
 /// `"idp"` of a suite: the bench starts `node tests/idp/server.mjs` (clients
@@ -116,6 +123,15 @@ pub struct Variant {
     pub headers: Option<Vec<String>>,
     pub tokens: Option<Tokens>,
     pub verify: Option<Verify>,
+    /// Bytes of the response body every request gets (the fixture's size).
+    pub body_bytes: Option<u64>,
+    /// The variant without the filter (same body): its CPU per request is
+    /// subtracted, per round, to get this filter's own CPU per body, and
+    /// MB/s = `body_bytes` / that CPU. Needs `body_bytes`.
+    pub net_of: Option<String>,
+    /// Goal: at least this many MB/s (10^6 bytes per second of the filter's
+    /// own CPU; Envoy runs on one core, so per core).
+    pub min_mb_per_s: Option<f64>,
 }
 
 /// What one request must produce. A header maps to `null` (absent), a
@@ -144,6 +160,15 @@ pub struct Verify {
     /// up to this many seconds (for a filter that answers differently until
     /// it has fetched something, e.g. a token).
     pub ready_timeout_s: Option<u64>,
+    /// The response body has exactly this many bytes.
+    pub body_bytes: Option<usize>,
+    /// Strings the response body must contain.
+    #[serde(default)]
+    pub body_has: Vec<String>,
+    /// Strings the response body must not contain (e.g. values a filter
+    /// must redact).
+    #[serde(default)]
+    pub body_lacks: Vec<String>,
 }
 
 /// A token from the suite's IdP in an upstream request header: exactly one
@@ -380,6 +405,7 @@ pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy, serv
         for (name, want) in &expect.response_headers {
             check(&mut errors, what, name, resp.header_all(name), want);
         }
+        check_body(&mut errors, what, &resp.body, expect);
     };
     check_response("response", envoy);
     if !expect.upstream_headers.is_empty() || expect.upstream_token.is_some() {
@@ -420,6 +446,26 @@ pub fn verify(suite: &Suite, v: &Variant, request: &Request, envoy: &Envoy, serv
         v.config,
         errors.join("\n  ")
     );
+}
+
+/// `body_bytes`, `body_has` and `body_lacks` of `expect`.
+fn check_body(errors: &mut Vec<String>, what: &str, body: &[u8], expect: &Verify) {
+    if let Some(want) = expect.body_bytes {
+        if body.len() != want {
+            errors.push(format!("{what}: body of {} bytes, want {want}", body.len()));
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    for s in &expect.body_has {
+        if !text.contains(s.as_str()) {
+            errors.push(format!("{what}: body lacks {s:?}"));
+        }
+    }
+    for s in &expect.body_lacks {
+        if text.contains(s.as_str()) {
+            errors.push(format!("{what}: body contains {s:?}"));
+        }
+    }
 }
 
 fn header_values(got: &ReceivedRequest, name: &str) -> Vec<String> {
@@ -606,11 +652,29 @@ mod tests {
             }
             for c in &suite.comparisons {
                 for wanted in [&c.variant, &c.against] {
+                    let v = suite.variants.iter().find(|v| &v.name == wanted);
+                    assert!(v.is_some(), "{name}: comparison names no variant {wanted}");
                     assert!(
-                        suite.variants.iter().any(|v| &v.name == wanted),
-                        "{name}: comparison names no variant {wanted}"
+                        c.min_mb_per_s_ratio.is_none() || v.is_some_and(|v| v.net_of.is_some()),
+                        "{name}: min_mb_per_s_ratio needs net_of in {wanted}"
                     );
                 }
+            }
+            for v in &suite.variants {
+                if let Some(of) = &v.net_of {
+                    let base = suite.variants.iter().find(|b| &b.name == of);
+                    assert!(
+                        v.body_bytes.is_some()
+                            && base.is_some_and(|b| b.body_bytes == v.body_bytes),
+                        "{name}: {}: net_of {of} needs a variant {of} with the same body_bytes",
+                        v.name
+                    );
+                }
+                assert!(
+                    v.min_mb_per_s.is_none() || v.net_of.is_some(),
+                    "{name}: {}: min_mb_per_s needs net_of",
+                    v.name
+                );
             }
             for wanted in [&suite.baseline, &suite.floor] {
                 assert!(

@@ -12,6 +12,8 @@
 //!       [--warmup SECS] [--connections N] [--no-docs]
 //! ```
 
+#[path = "../bench/fixtures.rs"]
+mod fixtures;
 #[path = "../bench/measure.rs"]
 mod measure;
 #[path = "../bench/report.rs"]
@@ -23,8 +25,11 @@ mod tokens;
 
 use pwf_tests::Envoy;
 
-use measure::{cpu_ns, pin, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU, LOAD_CPU};
-use report::{section, update_docs, Measured, DOCS};
+use measure::{
+    cpu_ns, histogram, pin, status_kib, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU,
+    LOAD_CPU,
+};
+use report::{section, update_docs, Measured, Memory, DOCS};
 use suite::{all_suites, request_of, verify, Request, Services};
 use tokens::Pools;
 
@@ -105,6 +110,8 @@ fn main() {
     let env = Environment::probe();
     // Keep this process (and the echo upstream) off Envoy's CPU.
     pin(std::process::id(), LOAD_CPU);
+    // Response bodies some configs serve (generated, not committed).
+    fixtures::write_dlp_fixtures(&pwf_tests::repo_root());
     for name in &args.suites {
         run_suite(name, &args, &env);
     }
@@ -147,6 +154,10 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
             variant: v,
             wasm_bytes: wasm_bytes(e),
             samples: Vec::new(),
+            memory: Memory {
+                hwm_before_kib: status_kib(e.pid(), "VmHWM"),
+                ..Memory::default()
+            },
         })
         .collect();
     let n = measured.len();
@@ -177,6 +188,14 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
             );
             measured[i].samples.push(s);
         }
+    }
+    for (m, envoy) in measured.iter_mut().zip(&envoys) {
+        m.memory.hwm_after_kib = status_kib(envoy.pid(), "VmHWM");
+        m.memory.histograms = suite
+            .histograms
+            .iter()
+            .map(|name| (name.clone(), histogram(envoy, name)))
+            .collect();
     }
     drop(envoys);
     drop(services);
