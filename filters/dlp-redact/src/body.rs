@@ -99,7 +99,7 @@ pub fn plan(
 fn blocks(policy: &Policy, active: DetectorSet) -> bool {
     active.ids().any(|id| {
         policy
-            .scanner
+            .catalog
             .detector(id)
             .is_some_and(|d| d.action == crate::redact::Action::Block)
     })
@@ -109,7 +109,7 @@ fn blocks(policy: &Policy, active: DetectorSet) -> bool {
 pub fn preserves_length(policy: &Policy, active: DetectorSet) -> bool {
     active.ids().all(|id| {
         policy
-            .scanner
+            .catalog
             .detector(id)
             .is_none_or(|d| d.action.preserves_length())
     })

@@ -2,9 +2,9 @@
 //! into a [`Policy`] at configure time (one combined automaton over every
 //! detector, per-route profiles as detector bit sets, the hash key resolved).
 
-use crate::detectors::{Builtin, Validator, BUILTINS};
-use crate::redact::Action;
-use crate::scanner::{Detector, DetectorSet, Scanner, MAX_DETECTORS};
+use crate::detectors::{Validator, BUILTINS};
+use crate::redact::{Action, Pass};
+use crate::scanner::{Catalog, Detector, DetectorSet, Scanner};
 use pwf_shared::config::check_name;
 use pwf_shared::headers::header_name_problem;
 use pwf_shared::matcher::{RequestMatch, RequestMatcher};
@@ -261,6 +261,8 @@ pub struct Profile {
     pub request: Scope,
     pub response: Scope,
     pub active: DetectorSet,
+    /// Index into [`Policy::scanners`].
+    pub scanner: usize,
 }
 
 #[derive(Debug)]
@@ -346,7 +348,9 @@ const DEFAULT_CONTENT_TYPES: &[&str] = &[
 /// Everything the filter needs, compiled at configure time.
 #[derive(Debug)]
 pub struct Policy {
-    pub scanner: Scanner,
+    pub catalog: Catalog,
+    /// One automaton per distinct set of active detectors; profiles index it.
+    pub scanners: Vec<Scanner>,
     pub defaults: Profile,
     pub rules: Vec<Rule>,
     pub json_fields: Option<JsonFields>,
@@ -380,8 +384,7 @@ impl Config {
             }
         }
 
-        let mut detectors = Vec::new();
-        let mut patterns = Vec::new();
+        let mut catalog = Catalog::default();
         let mut enabled = DetectorSet::EMPTY;
         for builtin in BUILTINS {
             let path = root.field("detectors").field(builtin.name);
@@ -390,7 +393,6 @@ impl Config {
                 .get(builtin.name)
                 .cloned()
                 .unwrap_or_default();
-            let on = cfg.enabled.unwrap_or(!builtin.opt_in);
             let action = action_or_default(
                 cfg.action,
                 cfg.keep_last,
@@ -398,17 +400,21 @@ impl Config {
                 &default_action,
                 &path,
             )?;
-            if on {
-                enabled.insert(detectors.len());
+            let id = catalog
+                .add(
+                    Detector::builtin(builtin, action),
+                    builtin.pattern.to_string(),
+                )
+                .map_err(|reason| path.error(reason))?;
+            if cfg.enabled.unwrap_or(!builtin.opt_in) {
+                enabled.insert(id);
             }
-            detectors.push(Detector::builtin(builtin, action));
-            patterns.push(BuiltinPattern::of(builtin));
         }
 
         for (i, custom) in self.custom_detectors.iter().enumerate() {
             let path = root.field("custom_detectors").index(i);
             check_name(&custom.name, "detector name", &path.field("name"))?;
-            if detectors.iter().any(|d: &Detector| d.name == custom.name) {
+            if catalog.detector_id(&custom.name).is_some() {
                 return Err(path
                     .field("name")
                     .error(format!("detector name '{}' is already used", custom.name)));
@@ -420,23 +426,25 @@ impl Config {
                 &default_action,
                 &path,
             )?;
-            enabled.insert(detectors.len());
-            detectors.push(Detector {
+            let detector = Detector {
                 name: custom.name.clone(),
                 validator: custom.validator,
                 action,
-            });
-            patterns.push(BuiltinPattern {
-                pattern: custom.regex.clone(),
-                ignore_case: custom.ignore_case,
-                path: path.field("regex"),
-            });
-        }
-        if detectors.len() > MAX_DETECTORS {
-            return Err(root.field("custom_detectors").error(format!(
-                "at most {} custom detectors",
-                MAX_DETECTORS.saturating_sub(BUILTINS.len())
-            )));
+                builtin: false,
+            };
+            let pattern = if custom.ignore_case {
+                format!("(?i:{})", custom.regex)
+            } else {
+                custom.regex.clone()
+            };
+            let id = catalog.add(detector, pattern).map_err(|reason| {
+                if reason.starts_with("at most") {
+                    root.field("custom_detectors").error(reason)
+                } else {
+                    path.field("regex").error(reason)
+                }
+            })?;
+            enabled.insert(id);
         }
 
         let json_fields = match &self.json_fields {
@@ -444,7 +452,7 @@ impl Config {
             None => None,
         };
 
-        let needs_hash = detectors.iter().any(|d| d.action == Action::Hash)
+        let needs_hash = catalog.detectors().iter().any(|d| d.action == Action::Hash)
             || json_fields
                 .as_ref()
                 .is_some_and(|j| j.action == Action::Hash);
@@ -466,14 +474,8 @@ impl Config {
             None => None,
         };
 
-        let scanner =
-            Scanner::new(&patterns_for_scanner(&patterns)?, detectors).map_err(|(i, reason)| {
-                match patterns.get(i) {
-                    Some(p) => p.path.error(reason),
-                    None => root.error(reason),
-                }
-            })?;
-
+        let mut scanners = Scanners::default();
+        let default_scanner = scanners.for_set(&catalog, enabled, &root)?;
         let defaults = Profile {
             request: compile_scope(
                 self.request.as_ref(),
@@ -491,11 +493,13 @@ impl Config {
                 false,
             )?,
             active: enabled,
+            scanner: default_scanner,
         };
 
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter().enumerate() {
-            rules.push(rule.compile(&root.field("rules").index(i), &defaults, &scanner)?);
+            let path = root.field("rules").index(i);
+            rules.push(rule.compile(&path, &defaults, &catalog, &mut scanners)?);
         }
 
         let content_types = match &self.content_types {
@@ -523,7 +527,8 @@ impl Config {
         }
 
         Ok(Policy {
-            scanner,
+            catalog,
+            scanners: scanners.list,
             defaults,
             rules,
             json_fields,
@@ -545,34 +550,32 @@ fn builtin_names() -> String {
         .join(", ")
 }
 
-/// A pattern with the field it came from, for errors.
-struct BuiltinPattern {
-    pattern: String,
-    ignore_case: bool,
-    path: FieldPath,
+/// The automata of the distinct detector sets of the profiles.
+#[derive(Default)]
+struct Scanners {
+    list: Vec<Scanner>,
+    sets: Vec<DetectorSet>,
 }
 
-impl BuiltinPattern {
-    fn of(b: &Builtin) -> Self {
-        Self {
-            pattern: b.pattern.to_string(),
-            ignore_case: false,
-            path: FieldPath::root().field("detectors").field(b.name),
+impl Scanners {
+    /// The index of the scanner for `set`, compiled on first use.
+    fn for_set(
+        &mut self,
+        catalog: &Catalog,
+        set: DetectorSet,
+        path: &FieldPath,
+    ) -> Result<usize, ConfigError> {
+        if let Some(i) = self.sets.iter().position(|s| *s == set) {
+            return Ok(i);
         }
+        let scanner = Scanner::build(catalog, set).map_err(|(id, reason)| {
+            let name = catalog.detector(id).map(|d| d.name.as_str()).unwrap_or("?");
+            path.error(format!("detector '{name}': {reason}"))
+        })?;
+        self.list.push(scanner);
+        self.sets.push(set);
+        Ok(self.list.len() - 1)
     }
-}
-
-fn patterns_for_scanner(patterns: &[BuiltinPattern]) -> Result<Vec<String>, ConfigError> {
-    Ok(patterns
-        .iter()
-        .map(|p| {
-            if p.ignore_case {
-                format!("(?i:{})", p.pattern)
-            } else {
-                p.pattern.clone()
-            }
-        })
-        .collect())
 }
 
 impl ActionConfig {
@@ -683,7 +686,8 @@ impl RuleConfig {
         &self,
         path: &FieldPath,
         defaults: &Profile,
-        scanner: &Scanner,
+        catalog: &Catalog,
+        scanners: &mut Scanners,
     ) -> Result<Rule, ConfigError> {
         let matcher = self.matches.compile(&path.field("match"))?;
         let profile = if self.skip {
@@ -706,7 +710,7 @@ impl RuleConfig {
                 Some(names) => {
                     let mut set = DetectorSet::EMPTY;
                     for (i, name) in names.iter().enumerate() {
-                        let id = scanner.detector_id(name).ok_or_else(|| {
+                        let id = catalog.detector_id(name).ok_or_else(|| {
                             path.field("detectors")
                                 .index(i)
                                 .error(format!("unknown detector '{name}'"))
@@ -717,10 +721,12 @@ impl RuleConfig {
                 }
                 None => defaults.active,
             };
+            let scanner = scanners.for_set(catalog, active, &path.field("detectors"))?;
             Some(Profile {
                 request,
                 response,
                 active,
+                scanner,
             })
         };
         Ok(Rule {
@@ -732,6 +738,15 @@ impl RuleConfig {
 }
 
 impl Policy {
+    /// The scan settings of a profile.
+    pub fn pass(&self, profile: &Profile) -> Option<Pass<'_>> {
+        Some(Pass {
+            catalog: &self.catalog,
+            scanner: self.scanners.get(profile.scanner)?,
+            hash_key: self.hash_key.as_deref(),
+        })
+    }
+
     /// The profile of a request: the first matching rule's, or the defaults;
     /// None when a `skip` rule matches.
     pub fn profile_for(&self, request: &pwf_shared::HeaderList) -> Option<&Profile> {

@@ -39,7 +39,7 @@ impl Metrics {
         let name = |m: &str| format!("{FILTER}.{m}");
         Self {
             detected: policy
-                .scanner
+                .catalog
                 .detectors()
                 .iter()
                 .map(|d| Counter::define(&name(&format!("detected.{}", d.name))))
@@ -64,7 +64,7 @@ impl Metrics {
             if let Some(c) = self.detected.get(id) {
                 c.add(n);
             }
-            if let Some(d) = policy.scanner.detector(id) {
+            if let Some(d) = policy.catalog.detector(id) {
                 if d.action == crate::redact::Action::Alert {
                     log::warn!("{FILTER}: alert: {} found {n} time(s) in {place}", d.name);
                 } else {
@@ -198,14 +198,6 @@ fn profile_of(shared: &Shared, profile: Option<ProfileRef>) -> Option<&Profile> 
     }
 }
 
-fn pass_of<'a>(shared: &'a Shared, profile: &Profile) -> Pass<'a> {
-    Pass {
-        scanner: &shared.policy.scanner,
-        active: profile.active,
-        hash_key: shared.policy.hash_key.as_deref(),
-    }
-}
-
 impl Redact {
     fn body_mut(&mut self, direction: Direction) -> &mut Body {
         match direction {
@@ -258,7 +250,9 @@ impl Redact {
         let Some(profile) = profile_of(&shared, self.profile) else {
             return Action::Continue;
         };
-        let pass = pass_of(&shared, profile);
+        let Some(pass) = shared.policy.pass(profile) else {
+            return Action::Continue;
+        };
         let scope = match direction {
             Direction::Request => &profile.request,
             Direction::Response => &profile.response,
@@ -341,7 +335,7 @@ impl Redact {
             Blocker::Detector(id) => self
                 .shared
                 .policy
-                .scanner
+                .catalog
                 .detector(id)
                 .map(|d| d.name.clone())
                 .unwrap_or_default(),
@@ -393,7 +387,9 @@ impl Redact {
         let Some(profile) = profile_of(&shared, self.profile) else {
             return Action::Continue;
         };
-        let pass = pass_of(&shared, profile);
+        let Some(pass) = shared.policy.pass(profile) else {
+            return Action::Continue;
+        };
         match std::mem::replace(self.body_mut(direction), Body::Off) {
             Body::Off => Action::Continue,
             Body::Replace { error } => {

@@ -1,7 +1,7 @@
 //! Actions on detected values, and whole-value redaction (header values,
 //! query parameters, JSON strings).
 
-use crate::scanner::{DetectorSet, Scanner};
+use crate::scanner::{Catalog, Scanner};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Write;
@@ -138,8 +138,8 @@ impl Report {
 /// still blocks (it acts as `tag` once a body is streamed past the buffer limit).
 #[derive(Debug, Clone, Copy)]
 pub struct Pass<'a> {
+    pub catalog: &'a Catalog,
     pub scanner: &'a Scanner,
-    pub active: DetectorSet,
     pub hash_key: Option<&'a [u8]>,
 }
 
@@ -149,8 +149,8 @@ impl Pass<'_> {
         let mut out: Option<Vec<u8>> = None;
         let mut copied_to = 0;
         let mut pos = 0;
-        while let Some(found) = self.scanner.find(value, pos, value.len(), self.active) {
-            let Some(detector) = self.scanner.detector(found.detector) else {
+        while let Some(found) = self.scanner.find(self.catalog, value, pos, value.len()) {
+            let Some(detector) = self.catalog.detector(found.detector) else {
                 break;
             };
             report.record(found.detector, &detector.action);
@@ -160,8 +160,7 @@ impl Pass<'_> {
             }
             let buf = out.get_or_insert_with(|| Vec::with_capacity(value.len()));
             buf.extend_from_slice(value.get(copied_to..found.start).unwrap_or_default());
-            detector.action.apply(
-                &detector.name,
+            detector.redact_into(
                 value.get(found.start..found.end).unwrap_or_default(),
                 self.hash_key,
                 buf,

@@ -14,6 +14,9 @@ pub const MAX_DETECTORS: usize = 64;
 /// Longest match a pattern may have; keeps the streaming hold-back bounded.
 pub const MAX_PATTERN_LEN: usize = 16 * 1024;
 
+/// Bytes after a match that decide whether it counts.
+const LOOK_AHEAD: usize = 2;
+
 /// Upper bound on the compiled automaton, so a config cannot blow up memory.
 const NFA_SIZE_LIMIT: usize = 8 << 20;
 
@@ -22,6 +25,9 @@ pub struct Detector {
     pub name: String,
     pub validator: Validator,
     pub action: Action,
+    /// Built-in detectors may keep a leading part of their match (the key
+    /// name before an AWS secret, `Bearer ` before a token).
+    pub builtin: bool,
 }
 
 impl Detector {
@@ -30,7 +36,21 @@ impl Detector {
             name: b.name.to_string(),
             validator: b.validator,
             action,
+            builtin: true,
         }
+    }
+
+    /// Writes the replacement of `matched` to `out`: the part before the
+    /// sensitive value as it is, then the action's output for the value.
+    pub fn redact_into(&self, matched: &[u8], hash_key: Option<&[u8]>, out: &mut Vec<u8>) {
+        let value_start = if self.builtin {
+            crate::detectors::value_start(&self.name, matched)
+        } else {
+            0
+        };
+        let (kept, value) = matched.split_at(value_start.min(matched.len()));
+        out.extend_from_slice(kept);
+        self.action.apply(&self.name, value, hash_key, out);
     }
 }
 
@@ -60,76 +80,31 @@ impl DetectorSet {
 /// An accepted match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
+    /// Index into [`Catalog::detectors`].
     pub detector: usize,
     pub start: usize,
     pub end: usize,
 }
 
-#[derive(Debug)]
-pub struct Scanner {
-    regex: Regex,
+/// Every configured detector (built-in, on or off, then custom) with its
+/// pattern. Detector ids index this list; metrics and reports use them.
+#[derive(Debug, Default)]
+pub struct Catalog {
     detectors: Vec<Detector>,
-    /// Bytes the stream holds back between chunks: the longest possible
-    /// match plus one byte of look-ahead (`\b` after the match).
-    window: usize,
+    patterns: Vec<String>,
 }
 
-impl Scanner {
-    /// Compiles `patterns` (one per detector, same order). An error carries
-    /// the index of the offending pattern.
-    pub fn new(patterns: &[String], detectors: Vec<Detector>) -> Result<Self, (usize, String)> {
-        let mut longest = 0usize;
-        let mut parser = regex_syntax::ParserBuilder::new();
-        parser.unicode(false).utf8(false);
-        for (i, p) in patterns.iter().enumerate() {
-            let hir = parser
-                .build()
-                .parse(p)
-                .map_err(|e| (i, format!("invalid regex: {}", one_line(&e.to_string()))))?;
-            let props = hir.properties();
-            match props.maximum_len() {
-                None => {
-                    return Err((
-                        i,
-                        "the pattern has no maximum length; bound every repetition (e.g. {1,64} instead of + or *)".to_string(),
-                    ))
-                }
-                Some(n) if n > MAX_PATTERN_LEN => {
-                    return Err((
-                        i,
-                        format!("the pattern can match {n} bytes; at most {MAX_PATTERN_LEN} are allowed"),
-                    ))
-                }
-                Some(n) => longest = longest.max(n),
-            }
-            if props.minimum_len().unwrap_or(0) == 0 {
-                return Err((i, "the pattern can match the empty string".to_string()));
-            }
+impl Catalog {
+    /// Adds a detector. The pattern is checked here: it must parse, have a
+    /// maximum length of at most [`MAX_PATTERN_LEN`], and not match the empty string.
+    pub fn add(&mut self, detector: Detector, pattern: String) -> Result<usize, String> {
+        longest_match(&pattern)?;
+        if self.detectors.len() >= MAX_DETECTORS {
+            return Err(format!("at most {MAX_DETECTORS} detectors in all"));
         }
-        let regex = Regex::builder()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .configure(
-                Regex::config()
-                    .nfa_size_limit(Some(NFA_SIZE_LIMIT))
-                    .utf8_empty(false),
-            )
-            .build_many(patterns)
-            .map_err(|e| {
-                let index = e.pattern().map(|p| p.as_usize()).unwrap_or(0);
-                (
-                    index,
-                    format!("invalid regex: {}", one_line(&e.to_string())),
-                )
-            })?;
-        Ok(Self {
-            regex,
-            detectors,
-            window: longest.saturating_add(1),
-        })
-    }
-
-    pub fn window(&self) -> usize {
-        self.window
+        self.detectors.push(detector);
+        self.patterns.push(pattern);
+        Ok(self.detectors.len() - 1)
     }
 
     pub fn detectors(&self) -> &[Detector] {
@@ -143,18 +118,97 @@ impl Scanner {
     pub fn detector_id(&self, name: &str) -> Option<usize> {
         self.detectors.iter().position(|d| d.name == name)
     }
+}
 
-    /// The first accepted match of an `active` detector starting in
-    /// `from..start_limit` of `hay`. Bytes before `from` are look-behind
-    /// context only. A match that is rejected (inactive detector or failed
-    /// validator) does not hide a match starting inside it: the search
-    /// resumes one byte after its start.
+/// The longest match `pattern` can have.
+fn longest_match(pattern: &str) -> Result<usize, String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| format!("invalid regex: {}", one_line(&e.to_string())))?;
+    let props = hir.properties();
+    if props.minimum_len().unwrap_or(0) == 0 {
+        return Err("the pattern can match the empty string".to_string());
+    }
+    match props.maximum_len() {
+        None => Err(
+            "the pattern has no maximum length; bound every repetition (e.g. {1,64} instead of + or *)"
+                .to_string(),
+        ),
+        Some(n) if n > MAX_PATTERN_LEN => Err(format!(
+            "the pattern can match {n} bytes; at most {MAX_PATTERN_LEN} are allowed"
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+/// One automaton over the patterns of a set of detectors. Only active
+/// detectors are compiled, so an inactive one can neither hide an active
+/// one's match nor widen the streaming window.
+#[derive(Debug)]
+pub struct Scanner {
+    regex: Regex,
+    /// Pattern index to detector id.
+    ids: Vec<usize>,
+    /// Bytes the stream holds back between chunks: the longest possible
+    /// match plus [`LOOK_AHEAD`].
+    window: usize,
+}
+
+impl Scanner {
+    /// Compiles the detectors of `set`. An error carries the detector id.
+    pub fn build(catalog: &Catalog, set: DetectorSet) -> Result<Self, (usize, String)> {
+        let ids: Vec<usize> = set
+            .ids()
+            .filter(|&id| id < catalog.patterns.len())
+            .collect();
+        let mut longest = 0usize;
+        let mut patterns = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let pattern = catalog
+                .patterns
+                .get(id)
+                .map(String::as_str)
+                .unwrap_or_default();
+            longest = longest.max(longest_match(pattern).map_err(|e| (id, e))?);
+            patterns.push(pattern);
+        }
+        let regex = Regex::builder()
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .configure(
+                Regex::config()
+                    .nfa_size_limit(Some(NFA_SIZE_LIMIT))
+                    .utf8_empty(false),
+            )
+            .build_many(&patterns)
+            .map_err(|e| {
+                let index = e.pattern().map(|p| p.as_usize()).unwrap_or(0);
+                let id = ids.get(index).copied().unwrap_or(0);
+                (id, format!("invalid regex: {}", one_line(&e.to_string())))
+            })?;
+        Ok(Self {
+            regex,
+            ids,
+            window: longest.saturating_add(LOOK_AHEAD),
+        })
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The first accepted match starting in `from..start_limit` of `hay`.
+    /// Bytes before `from` are look-behind context only. A match its
+    /// validator rejects does not hide a match starting inside it: the
+    /// search resumes one byte after its start.
     pub fn find(
         &self,
+        catalog: &Catalog,
         hay: &[u8],
         from: usize,
         start_limit: usize,
-        active: DetectorSet,
     ) -> Option<Found> {
         let mut pos = from;
         while pos < start_limit && pos <= hay.len() {
@@ -162,12 +216,10 @@ impl Scanner {
             if m.start() >= start_limit {
                 return None;
             }
-            let id = m.pattern().as_usize();
-            let accepted = active.contains(id)
-                && self.detectors.get(id).is_some_and(|d| {
-                    hay.get(m.start()..m.end())
-                        .is_some_and(|v| d.validator.accepts(v))
-                });
+            let id = self.ids.get(m.pattern().as_usize()).copied()?;
+            let accepted = catalog.detector(id).is_some_and(|d| {
+                crate::detectors::accepts_match(&d.name, d.validator, hay, m.start(), m.end())
+            });
             if accepted {
                 return Some(Found {
                     detector: id,

@@ -62,9 +62,9 @@ impl Stream {
         let mut pos = self.context;
         while let Some(found) = pass
             .scanner
-            .find(&self.held, pos, final_before, pass.active)
+            .find(pass.catalog, &self.held, pos, final_before)
         {
-            let Some(detector) = pass.scanner.detector(found.detector) else {
+            let Some(detector) = pass.catalog.detector(found.detector) else {
                 break;
             };
             report.record(found.detector, &detector.action);
@@ -73,8 +73,7 @@ impl Stream {
                 continue;
             }
             out.extend_from_slice(self.held.get(emitted_to..found.start).unwrap_or_default());
-            detector.action.apply(
-                &detector.name,
+            detector.redact_into(
                 self.held.get(found.start..found.end).unwrap_or_default(),
                 pass.hash_key,
                 out,

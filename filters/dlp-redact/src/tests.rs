@@ -41,11 +41,7 @@ fn policy(config: Value) -> Policy {
 }
 
 fn pass(p: &Policy) -> Pass<'_> {
-    Pass {
-        scanner: &p.scanner,
-        active: p.defaults.active,
-        hash_key: p.hash_key.as_deref(),
-    }
+    p.pass(&p.defaults).unwrap()
 }
 
 /// Streams `body` through in chunks split at `cuts`.
@@ -100,8 +96,8 @@ fn one_byte_chunks_are_redacted() {
     let cuts: Vec<usize> = (1..body.len()).collect();
     let (out, report) = stream_split(&p, body, &cuts);
     assert_eq!(out, b"[REDACTED:secret] *****76 [REDACTED:secret]");
-    let secret = p.scanner.detector_id("secret").unwrap();
-    let pin = p.scanner.detector_id("pin").unwrap();
+    let secret = p.catalog.detector_id("secret").unwrap();
+    let pin = p.catalog.detector_id("pin").unwrap();
     assert_eq!(report.found, vec![(secret, 2), (pin, 1)]);
 }
 
@@ -122,8 +118,8 @@ fn word_boundaries_hold_across_chunks() {
 #[test]
 fn the_stream_holds_back_at_most_the_window() {
     let p = secret_policy();
-    let window = p.scanner.window();
-    assert_eq!(window, "SECRET-".len() + 8 + 1);
+    let window = pass(&p).scanner.window();
+    assert_eq!(window, "SECRET-".len() + 8 + 2);
     let mut stream = Stream::default();
     let mut out = Vec::new();
     let mut report = Report::default();
@@ -415,8 +411,8 @@ fn rules_pick_profiles() {
     assert!(p.profile_for(&req("/healthz")).is_none());
     let pay = p.profile_for(&req("/pay/x")).unwrap();
     assert!(pay.request.body && pay.response.body);
-    let a = p.scanner.detector_id("a").unwrap();
-    let b = p.scanner.detector_id("b").unwrap();
+    let a = p.catalog.detector_id("a").unwrap();
+    let b = p.catalog.detector_id("b").unwrap();
     assert!(pay.active.contains(a) && !pay.active.contains(b));
     let other = p.profile_for(&req("/other")).unwrap();
     assert!(!other.request.body && other.active.contains(a) && other.active.contains(b));
@@ -520,11 +516,56 @@ fn an_empty_config_scans_response_bodies_with_the_default_set() {
     let p = policy_with(json!({}), true).unwrap();
     assert!(p.defaults.response.body && !p.defaults.request.body);
     for b in BUILTINS {
-        let id = p.scanner.detector_id(b.name).unwrap();
+        let id = p.catalog.detector_id(b.name).unwrap();
         assert_eq!(p.defaults.active.contains(id), !b.opt_in, "{}", b.name);
     }
     assert!(p.scans_content_type(b"application/json"));
     assert!(p.scans_content_type(b"application/vnd.api+json"));
     assert!(p.scans_content_type(b"text/csv; charset=utf-8"));
     assert!(!p.scans_content_type(b"application/octet-stream"));
+}
+
+/// The README's detector table, as generated from the catalog.
+fn detector_table() -> String {
+    let mut parser = regex_syntax::ParserBuilder::new();
+    parser.unicode(false).utf8(false);
+    let mut out = String::from(
+        "| detector | finds | validator | longest match | default |\n|---|---|---|---|---|\n",
+    );
+    for b in BUILTINS {
+        let longest = parser
+            .build()
+            .parse(b.pattern)
+            .unwrap()
+            .properties()
+            .maximum_len()
+            .unwrap();
+        let validator = match b.validator {
+            crate::detectors::Validator::None => "none",
+            crate::detectors::Validator::Luhn => "Luhn",
+            crate::detectors::Validator::Card => "Luhn, length, issuer prefix",
+            crate::detectors::Validator::UsSsn => "area, group, serial rules",
+            crate::detectors::Validator::Iban => "country length, mod-97",
+        };
+        let default = if b.opt_in { "off (opt-in)" } else { "on" };
+        out.push_str(&format!(
+            "| `{}` | {} | {validator} | {longest} | {default} |\n",
+            b.name, b.description
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_readme_lists_every_detector() {
+    let readme = include_str!("../README.md");
+    let start = "<!-- detectors-table -->\n";
+    let end = "<!-- /detectors-table -->";
+    let from = readme.find(start).expect("start marker") + start.len();
+    let to = readme.find(end).expect("end marker");
+    let expected = detector_table();
+    assert!(
+        readme[from..to] == expected,
+        "README detector table is out of date; replace it with:\n{expected}"
+    );
 }
