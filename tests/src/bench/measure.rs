@@ -193,13 +193,22 @@ pub struct Quantiles {
 }
 
 /// The cumulative P99 and max of histogram `name` from Envoy's admin
-/// `/stats?format=json` (the configs set `stats_flush_on_admin`, so the
-/// read merges what the worker recorded); None if Envoy has no such
-/// histogram or it recorded nothing.
+/// `/stats?format=json`; None if Envoy has no such histogram or it
+/// recorded nothing. The configs set `stats_flush_on_admin`: an admin
+/// request starts merging what the worker recorded, and the merge completes
+/// after that request was answered, so the stats are read until the
+/// histogram has values (up to 2 s).
 pub fn histogram(envoy: &Envoy, name: &str) -> Option<Quantiles> {
     // `filter` is a regex; the exact name is picked from the answer.
-    let resp = envoy.admin_get(&format!("/stats?format=json&filter={name}"));
-    quantiles(&resp.json(), name)
+    let path = format!("/stats?format=json&filter={name}");
+    let mut found = None;
+    pwf_tests::wait_until(std::time::Duration::from_secs(2), || {
+        let stats = envoy.admin_get(&path).json();
+        found = quantiles(&stats, name);
+        // A variant without the histogram (no such filter) is done at once.
+        found.is_some() || !stats.to_string().contains(&format!("\"{name}\""))
+    });
+    found
 }
 
 pub fn quantiles(stats: &serde_json::Value, name: &str) -> Option<Quantiles> {

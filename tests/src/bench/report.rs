@@ -38,10 +38,10 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// The docs section of one suite, between begin/end markers.
-pub fn section(
+pub fn section<'a>(
     key: &str,
     suite: &Suite,
-    measured: &[Measured],
+    measured: &'a [Measured<'a>],
     args: &Args,
     env: &Environment,
 ) -> String {
@@ -62,11 +62,34 @@ pub fn section(
         suite.title,
         suite.description
     );
+    // With body variants (`net_of`), each row compares with the no-filter
+    // variant of its own body size (a no-filter variant with itself).
+    let per_body = measured.iter().any(|m| m.variant.net_of.is_some());
+    let base_of = |m: &'a Measured<'a>| -> Option<&'a Measured<'a>> {
+        if !per_body {
+            return base;
+        }
+        match &m.variant.net_of {
+            Some(of) => find(of),
+            None => Some(m),
+        }
+    };
+    let b = if per_body {
+        "no filter (same body)"
+    } else {
+        suite.baseline.as_str()
+    };
+    // The floor column only when it differs from the baseline.
+    let with_floor = suite.floor != suite.baseline;
     s += &format!(
-        "| variant | what | .wasm size | req/s | req/s vs {b} | CPU µs/req (min–max) | CPU vs {b} | CPU vs {f} |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|\n",
-        b = suite.baseline,
-        f = suite.floor
+        "| variant | what | .wasm size | req/s | req/s vs {b} | CPU µs/req (min–max) | CPU vs {b} |{}\n\
+         |---|---|--:|--:|--:|--:|--:|{}\n",
+        if with_floor {
+            format!(" CPU vs {} |", suite.floor)
+        } else {
+            String::new()
+        },
+        if with_floor { "--:|" } else { "" },
     );
     for m in measured {
         let cpus: Vec<f64> = m.samples.iter().map(cpu).collect();
@@ -76,14 +99,18 @@ pub fn section(
             .wasm_bytes
             .map_or("–".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0));
         s += &format!(
-            "| {} | {} | {size} | {:.0} | {} | {:.2} ({lo:.2}–{hi:.2}) | {} | {} |\n",
+            "| {} | {} | {size} | {:.0} | {} | {:.2} ({lo:.2}–{hi:.2}) | {} |{}\n",
             m.variant.name,
             m.variant.description,
             median(m.samples.iter().map(rps).collect()),
-            ratio(m, base, rps),
+            ratio(m, base_of(m), rps),
             median(cpus),
-            ratio(m, base, cpu),
-            ratio(m, floor, cpu),
+            ratio(m, base_of(m), cpu),
+            if with_floor {
+                format!(" {} |", ratio(m, floor, cpu))
+            } else {
+                String::new()
+            },
         );
     }
     s += "\n";
@@ -112,7 +139,7 @@ pub fn section(
         c = 1,
         ec = ENVOY_CPU,
         wrk = env.wrk,
-        conns = args.connections,
+        conns = args.connections_for(suite),
         lc = LOAD_CPU,
         runs = args.runs,
         d = args.duration,

@@ -65,6 +65,10 @@ pub struct Suite {
     /// Markdown bullet points printed under the tables.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// wrk connections (default 64; `--connections` overrides it). Fewer
+    /// for large bodies, where a few requests in flight keep Envoy's worker
+    /// busy and 64 would make each request wait longer than a run.
+    pub connections: Option<u32>,
     /// Histograms read from each variant's admin `/stats` after the runs
     /// (P99 and max across the runs), e.g. a filter's per-stream peak bytes.
     #[serde(default)]

@@ -39,7 +39,7 @@ const USAGE: &str = "usage: bench [--suite NAME|FILE.json ...] [--runs N] [--dur
   --runs         measured runs per variant, interleaved round-robin (default 5)
   --duration     seconds per measured run (default 3)
   --warmup       seconds of unmeasured load before each run (default 1)
-  --connections  wrk connections (default 64; wrk uses 1 thread)
+  --connections  wrk connections (default: the suite's `connections`, else 64; wrk uses 1 thread)
   --no-docs      print the table only, leave docs/benchmarks.md alone";
 
 #[derive(Debug)]
@@ -48,8 +48,20 @@ struct Args {
     runs: usize,
     duration: u64,
     warmup: u64,
-    connections: u32,
+    /// None: the suite's `connections`, else DEFAULT_CONNECTIONS.
+    connections: Option<u32>,
     docs: bool,
+}
+
+const DEFAULT_CONNECTIONS: u32 = 64;
+
+impl Args {
+    /// wrk connections for `suite`: the flag, else the suite's, else 64.
+    fn connections_for(&self, suite: &suite::Suite) -> u32 {
+        self.connections
+            .or(suite.connections)
+            .unwrap_or(DEFAULT_CONNECTIONS)
+    }
 }
 
 impl Args {
@@ -59,7 +71,7 @@ impl Args {
             runs: 5,
             duration: 3,
             warmup: 1,
-            connections: 64,
+            connections: None,
             docs: true,
         };
         let mut it = std::env::args().skip(1);
@@ -79,7 +91,7 @@ impl Args {
                 "--runs" => args.runs = number(value()) as usize,
                 "--duration" => args.duration = number(value()),
                 "--warmup" => args.warmup = value().parse().unwrap_or_else(|_| fail("--warmup")),
-                "--connections" => args.connections = number(value()) as u32,
+                "--connections" => args.connections = Some(number(value()) as u32),
                 "--no-docs" => args.docs = false,
                 "-h" | "--help" => {
                     println!("{USAGE}");
@@ -161,6 +173,7 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
         })
         .collect();
     let n = measured.len();
+    let connections = args.connections_for(&suite);
     for round in 0..args.runs {
         for k in 0..n {
             // rotate the order so no variant always follows the same one
@@ -169,10 +182,10 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
             let request = &requests[i];
             let envoy = &envoys[i];
             if args.warmup > 0 {
-                wrk(envoy.port(), request, args.warmup, args.connections);
+                wrk(envoy.port(), request, args.warmup, connections);
             }
             let before = cpu_ns(envoy.pid());
-            let run = wrk(envoy.port(), request, args.duration, args.connections);
+            let run = wrk(envoy.port(), request, args.duration, connections);
             let cpu = cpu_ns(envoy.pid()) - before;
             let s = Sample {
                 rps: run.requests as f64 / run.seconds,
