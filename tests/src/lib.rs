@@ -32,7 +32,9 @@
 //! - `PWF_KEEP_TMP=1`: keep every test's temp dir (rendered config and Envoy
 //!   log). They are always kept when the test panics; the path is printed.
 
+mod body_upstream;
 mod child;
+mod chunked_client;
 mod client;
 mod config_files;
 pub mod dist;
@@ -52,6 +54,10 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use body_upstream::{
+    gunzip, gzip, split_pieces, BodyRequest, BodyUpstream, Framing, ResponseSpec,
+};
+pub use chunked_client::{get_streamed, PieceRequest, PieceResponse};
 pub use client::{HttpClient, RawResponse, RequestBuilder, Response};
 pub use config_files::{filter_names, http_filters, load_config_file, plugin_config_of};
 pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
