@@ -80,20 +80,23 @@ pub fn apply_edits(map: MapType, edits: &[Edit]) {
     }
 }
 
+// Header writes go through `abi`: the SDK's wrappers panic when Envoy
+// refuses a write (e.g. after the headers went on).
+
 pub fn set_header(map: MapType, name: &str, value: &[u8]) {
-    if let Err(status) = hostcalls::set_map_value_bytes(map, name, Some(value)) {
+    if let Err(status) = crate::abi::replace_header(map, name, value) {
         log::warn!("cannot set header {name}: {status:?}");
     }
 }
 
 pub fn add_header(map: MapType, name: &str, value: &[u8]) {
-    if let Err(status) = hostcalls::add_map_value_bytes(map, name, value) {
+    if let Err(status) = crate::abi::add_header(map, name, value) {
         log::warn!("cannot add header {name}: {status:?}");
     }
 }
 
 pub fn remove_header(map: MapType, name: &str) {
-    if let Err(status) = hostcalls::remove_map_value(map, name) {
+    if let Err(status) = crate::abi::remove_header(map, name) {
         log::warn!("cannot remove header {name}: {status:?}");
     }
 }

@@ -4,6 +4,7 @@
 //! contain no host calls, so filters unit-test their logic natively. The `host`
 //! module holds the few non-panicking wrappers around proxy-wasm host calls.
 
+pub mod abi;
 pub mod backoff;
 pub mod config;
 pub mod headers;

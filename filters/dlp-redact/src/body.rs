@@ -38,8 +38,13 @@ pub enum BodyPlan {
     RejectEncoding,
     /// Refused early: Content-Length over `max_buffer_bytes`, buffering needed, fail closed.
     RejectTooLarge,
-    /// Scanned chunk by chunk. `drop_content_length` when redaction may change the length.
-    Stream { drop_content_length: bool },
+    /// Scanned chunk by chunk. `drop_content_length` when redaction may
+    /// change the length; `over_limit` when buffering was needed but the
+    /// declared length is over the limit (`on_over_limit: stream`).
+    Stream {
+        drop_content_length: bool,
+        over_limit: bool,
+    },
     /// Buffered whole (block actions or JSON field mode), then scanned.
     Buffer {
         json: bool,
@@ -73,7 +78,7 @@ pub fn plan(
         };
     }
     let json = policy.json_fields.is_some() && is_json(content_type);
-    let must_buffer = json || blocks(policy, profile.active);
+    let must_buffer = json || scope.buffer || blocks(policy, profile.active);
     if must_buffer {
         let declared = headers
             .content_length
@@ -84,6 +89,7 @@ pub fn plan(
             (true, OverLimit::Block) => BodyPlan::RejectTooLarge,
             (true, OverLimit::Stream) => BodyPlan::Stream {
                 drop_content_length: !preserves_length(policy, profile.active),
+                over_limit: true,
             },
             (false, _) => BodyPlan::Buffer {
                 json,
@@ -93,6 +99,7 @@ pub fn plan(
     }
     BodyPlan::Stream {
         drop_content_length: !preserves_length(policy, profile.active),
+        over_limit: false,
     }
 }
 

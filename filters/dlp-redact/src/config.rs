@@ -181,6 +181,12 @@ pub struct ScopeConfig {
     /// Scan the body (if its content type is selected).
     #[serde(default)]
     pub body: bool,
+    /// Buffer the whole body (up to `max_buffer_bytes`) even when no mode
+    /// needs it. Needed when a filter after dlp-redact ends bodies with
+    /// trailers, as Envoy's decompressor does: a streamed body cannot be
+    /// completed after its trailers.
+    #[serde(default)]
+    pub buffer: bool,
     /// Header names whose values are scanned.
     #[serde(default)]
     pub headers: Vec<String>,
@@ -250,6 +256,7 @@ pub struct RuleConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     pub body: bool,
+    pub buffer: bool,
     /// Lower-cased header names.
     pub headers: Vec<String>,
     pub query: Vec<String>,
@@ -676,6 +683,7 @@ fn compile_scope(
     }
     Ok(Scope {
         body: cfg.body,
+        buffer: cfg.buffer,
         headers,
         query: cfg.query.clone(),
     })

@@ -166,6 +166,9 @@ fn body_buffer(direction: Direction) -> BufferType {
     }
 }
 
+/// Reads "everything" from a buffer whose size the callback did not give.
+const BUFFERED_MAX: usize = u32::MAX as usize;
+
 fn read_body(direction: Direction, size: usize) -> Vec<u8> {
     match hostcalls::get_buffer(body_buffer(direction), 0, size) {
         Ok(Some(bytes)) => bytes,
@@ -181,7 +184,7 @@ fn read_body(direction: Direction, size: usize) -> Vec<u8> {
 }
 
 fn write_body(direction: Direction, size: usize, value: &[u8]) {
-    if let Err(status) = hostcalls::set_buffer(body_buffer(direction), 0, size, value) {
+    if let Err(status) = pwf_shared::abi::set_buffer(body_buffer(direction), 0, size, value) {
         log::warn!(
             "{FILTER}: cannot write {} body: {status:?}",
             direction.as_str()
@@ -300,7 +303,11 @@ impl Redact {
             }
             BodyPlan::Stream {
                 drop_content_length,
+                over_limit,
             } => {
+                if over_limit {
+                    shared.metrics.over_limit.inc();
+                }
                 if drop_content_length {
                     headers.remove("content-length");
                 }
@@ -508,14 +515,7 @@ impl Redact {
         size: usize,
         end_of_stream: bool,
     ) -> Action {
-        let shared = Rc::clone(&self.shared);
-        let policy = &shared.policy;
-        let Some(active) = profile_of(&shared, self.profile).map(|p| p.active) else {
-            return Action::Continue;
-        };
-        if !body::preserves_length(policy, active) {
-            host::remove_header(header_map(direction), "content-length");
-        }
+        // Content-Length was already dropped with the headers if the length may change.
         *self.body_mut(direction) = Body::Stream {
             stream: Stream::default(),
             report: Report::default(),
@@ -537,10 +537,22 @@ impl Redact {
         );
     }
 
-    /// Trailers end the stream without a final body chunk: bytes still held
-    /// back cannot be sent any more.
+    /// Trailers end the stream without a final body chunk. A buffered body
+    /// is still in Envoy's buffer and is finished here; bytes a stream holds
+    /// back cannot be sent any more (the host offers no way to add body
+    /// bytes at trailers), hence the `buffer` scope option.
     fn on_trailers(&mut self, direction: Direction) -> Action {
-        let held = match self.body_mut(direction) {
+        let held = match std::mem::replace(self.body_mut(direction), Body::Off) {
+            Body::Buffer { json } => {
+                let shared = Rc::clone(&self.shared);
+                let Some(pass) =
+                    profile_of(&shared, self.profile).and_then(|p| shared.policy.pass(p))
+                else {
+                    return Action::Continue;
+                };
+                let size = read_body(direction, BUFFERED_MAX).len();
+                return self.finish_buffered(&pass, direction, size, json);
+            }
             Body::Stream { stream, .. } => stream.pending(),
             _ => 0,
         };

@@ -144,31 +144,45 @@ pub struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Redacts a whole value. Returns None when nothing changed.
-    pub fn redact_value(&self, value: &[u8], report: &mut Report) -> Option<Vec<u8>> {
-        let mut out: Option<Vec<u8>> = None;
-        let mut copied_to = 0;
-        let mut pos = 0;
-        while let Some(found) = self.scanner.find(self.catalog, value, pos, value.len()) {
+    /// Writes `hay[from..]` to `out` with every match starting before
+    /// `start_limit` redacted, up to the end of the last match it changed;
+    /// returns where it stopped. Bytes before `from` are look-behind only.
+    pub fn redact_matches(
+        &self,
+        hay: &[u8],
+        from: usize,
+        start_limit: usize,
+        out: &mut Vec<u8>,
+        report: &mut Report,
+    ) -> usize {
+        let mut copied_to = from;
+        for found in self.scanner.matches(self.catalog, hay, from, start_limit) {
             let Some(detector) = self.catalog.detector(found.detector) else {
                 break;
             };
             report.record(found.detector, &detector.action);
-            pos = found.end.max(found.start.saturating_add(1));
             if detector.action == Action::Alert {
                 continue;
             }
-            let buf = out.get_or_insert_with(|| Vec::with_capacity(value.len()));
-            buf.extend_from_slice(value.get(copied_to..found.start).unwrap_or_default());
+            out.extend_from_slice(hay.get(copied_to..found.start).unwrap_or_default());
             detector.redact_into(
-                value.get(found.start..found.end).unwrap_or_default(),
+                hay.get(found.start..found.end).unwrap_or_default(),
                 self.hash_key,
-                buf,
+                out,
             );
             copied_to = found.end;
         }
-        let mut buf = out?;
-        buf.extend_from_slice(value.get(copied_to..).unwrap_or_default());
-        Some(buf)
+        copied_to
+    }
+
+    /// Redacts a whole value. Returns None when nothing changed.
+    pub fn redact_value(&self, value: &[u8], report: &mut Report) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let copied_to = self.redact_matches(value, 0, value.len(), &mut out, report);
+        if copied_to == 0 && out.is_empty() {
+            return None;
+        }
+        out.extend_from_slice(value.get(copied_to..).unwrap_or_default());
+        Some(out)
     }
 }

@@ -9,7 +9,7 @@
 //! emitted text stays in front of the held bytes as look-behind context for
 //! `\b`.
 
-use crate::redact::{Action, Pass, Report};
+use crate::redact::{Pass, Report};
 
 #[derive(Debug, Default)]
 pub struct Stream {
@@ -58,28 +58,7 @@ impl Stream {
             len.saturating_sub(pass.scanner.window()).max(self.context)
         };
 
-        let mut emitted_to = self.context;
-        let mut pos = self.context;
-        while let Some(found) = pass
-            .scanner
-            .find(pass.catalog, &self.held, pos, final_before)
-        {
-            let Some(detector) = pass.catalog.detector(found.detector) else {
-                break;
-            };
-            report.record(found.detector, &detector.action);
-            pos = found.end.max(found.start.saturating_add(1));
-            if detector.action == Action::Alert {
-                continue;
-            }
-            out.extend_from_slice(self.held.get(emitted_to..found.start).unwrap_or_default());
-            detector.redact_into(
-                self.held.get(found.start..found.end).unwrap_or_default(),
-                pass.hash_key,
-                out,
-            );
-            emitted_to = found.end;
-        }
+        let emitted_to = pass.redact_matches(&self.held, self.context, final_before, out, report);
 
         // A match may end past `final_before`: it is complete, and emitted whole.
         let cut = emitted_to.max(final_before);

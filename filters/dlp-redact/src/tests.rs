@@ -312,19 +312,22 @@ fn body_plans_follow_content_type_encoding_and_actions() {
     assert_eq!(
         plan(&tag, "application/json; charset=utf-8", None, None),
         BodyPlan::Stream {
-            drop_content_length: true
+            drop_content_length: true,
+            over_limit: false
         }
     );
     assert_eq!(
         plan(&tag, "TEXT/plain", Some("identity"), None),
         BodyPlan::Stream {
-            drop_content_length: true
+            drop_content_length: true,
+            over_limit: false
         }
     );
     assert_eq!(
         plan(&tag, "application/problem+json", None, None),
         BodyPlan::Stream {
-            drop_content_length: true
+            drop_content_length: true,
+            over_limit: false
         }
     );
     assert_eq!(plan(&tag, "image/png", None, None), BodyPlan::Skip);
@@ -337,7 +340,8 @@ fn body_plans_follow_content_type_encoding_and_actions() {
     assert_eq!(
         plan(&mask, "text/html", None, Some("10")),
         BodyPlan::Stream {
-            drop_content_length: false
+            drop_content_length: false,
+            over_limit: false
         }
     );
 
@@ -373,7 +377,8 @@ fn body_plans_follow_content_type_encoding_and_actions() {
     assert_eq!(
         plan(&json_mode, "text/plain", None, None),
         BodyPlan::Stream {
-            drop_content_length: true
+            drop_content_length: true,
+            over_limit: false
         }
     );
 }
@@ -568,4 +573,61 @@ fn the_readme_lists_every_detector() {
         readme[from..to] == expected,
         "README detector table is out of date; replace it with:\n{expected}"
     );
+}
+
+/// Native throughput of the default set over the bench fixture, whole and in
+/// 16 KiB chunks: `cargo test --release -p dlp-redact --lib throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_of_the_default_set() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bench/fixtures/dlp-1m.json"
+    );
+    let Ok(body) = std::fs::read(path) else {
+        eprintln!("no fixture at {path}: run the dlp-redact bench config tests first");
+        return;
+    };
+    let p = policy_with(json!({}), true).unwrap();
+    println!("window: {} bytes", pass(&p).scanner.window());
+    let mut b64 = Vec::with_capacity(1 << 20);
+    let mut x: u32 = 7;
+    while b64.len() < 1 << 20 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        b64.push(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                [(x >> 16) as usize % 64],
+        );
+    }
+    let start = std::time::Instant::now();
+    stream_split(&p, &b64, &[]);
+    println!(
+        "base64, whole: {:.0} MB/s",
+        b64.len() as f64 / start.elapsed().as_secs_f64() / 1e6
+    );
+    for b in BUILTINS.iter().filter(|b| !b.opt_in) {
+        let q = policy_with(json!({"detectors": {b.name: {"enabled": false}}}), true).unwrap();
+        let start = std::time::Instant::now();
+        stream_split(&q, &body, &[]);
+        println!(
+            "without {:<22} {:.0} MB/s",
+            b.name,
+            body.len() as f64 / start.elapsed().as_secs_f64() / 1e6
+        );
+    }
+    for chunk in [body.len(), 256 * 1024, 64 * 1024, 16 * 1024, 4096] {
+        let cuts: Vec<usize> = (chunk..body.len()).step_by(chunk).collect();
+        let start = std::time::Instant::now();
+        let rounds = 5;
+        let mut found = 0;
+        for _ in 0..rounds {
+            let (_, report) = stream_split(&p, &body, &cuts);
+            found = report.found.iter().map(|(_, n)| n).sum::<u64>();
+        }
+        let secs = start.elapsed().as_secs_f64() / rounds as f64;
+        println!(
+            "chunk {chunk:>8}: {:.0} MB/s, {found} values",
+            body.len() as f64 / secs / 1e6
+        );
+    }
 }
