@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// Largest `max_buffer_bytes`: Envoy's own buffer limits are far below this.
 const MAX_BUFFER_CAP: usize = 64 << 20;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -53,12 +53,21 @@ pub struct Config {
     /// Bodies with a `content-encoding` other than identity.
     #[serde(default)]
     pub on_unreadable_encoding: Unreadable,
+    /// When response bodies are scanned, remove `accept-encoding` from the
+    /// request so the upstream answers uncompressed (Envoy's compressor,
+    /// placed before dlp-redact, can compress for the client). Default true.
+    #[serde(default = "default_true")]
+    pub identity_encoding: bool,
     /// A body that JSON field mode cannot parse.
     #[serde(default)]
     pub on_invalid_json: InvalidJson,
     /// Per-route settings; the first rule whose `match` holds decides.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_buffer_bytes() -> usize {
@@ -367,6 +376,7 @@ pub struct Policy {
     pub on_over_limit: OverLimit,
     pub on_unreadable_encoding: Unreadable,
     pub on_invalid_json: InvalidJson,
+    pub identity_encoding: bool,
 }
 
 impl Config {
@@ -545,6 +555,7 @@ impl Config {
             on_over_limit: self.on_over_limit,
             on_unreadable_encoding: self.on_unreadable_encoding,
             on_invalid_json: self.on_invalid_json,
+            identity_encoding: self.identity_encoding,
         })
     }
 }

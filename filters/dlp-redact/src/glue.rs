@@ -261,6 +261,14 @@ impl Redact {
             Direction::Response => &profile.response,
         };
 
+        if direction == Direction::Request
+            && profile.response.body
+            && policy.identity_encoding
+            && headers.contains("accept-encoding")
+        {
+            // A compressed response could not be scanned.
+            headers.remove("accept-encoding");
+        }
         let mut report = Report::default();
         Self::redact_headers(&pass, scope, &mut headers, &mut report);
         shared
