@@ -33,8 +33,8 @@ fn walkthrough_shows_each_filter_at_work() {
         "response header x-served-path: /v2/users",
         "-> 200 from upstream \"echo\"; upstream saw GET /catalog/items",
         "upstream header x-tenant: \"public\"",
-        // The egress call to /api/ and the rate-limit steps pass the ingress chain too.
-        "wasmcustom.header_transform.rules_applied: 35",
+        // The egress call to /api/, the rate-limit steps and the dlp-redact step pass the ingress chain too.
+        "wasmcustom.header_transform.rules_applied: 37",
         "wasmcustom.jwt_auth.verify.native: ",
         "upstream header authorization: \"Bearer eyJ",
         "upstream header x-jwt-client: \"svc-a\"",
@@ -61,6 +61,11 @@ fn walkthrough_shows_each_filter_at_work() {
          \x20    upstream header x-cos-experiments: \"layout=compact\"\n\
          \x20    response header x-cos-experiments: layout=compact\n",
         "wasmcustom.cos_router.experiment.layout.variant.compact: ",
+        // dlp-redact: the support ticket comes back masked, hashed and tagged.
+        "body as the client got it: Card **** **** **** 1111 was declined; reach me at \
+         [HASH:email:8e5ce354a1be2753] or [REDACTED:phone]. Deploy key [REDACTED:aws_access_key_id].",
+        "wasmcustom.dlp_redact.detected.card: 1",
+        "wasmcustom.dlp_redact.redacted: 4",
     ] {
         assert!(
             stdout.contains(expected),

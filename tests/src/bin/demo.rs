@@ -38,6 +38,9 @@ struct Step {
     /// Send the request this many times in a row; show every status and the
     /// last response.
     repeat: usize,
+    /// A text body to send; the echo upstream returns it in its JSON reply,
+    /// which the walkthrough then shows as the client received it.
+    body: Option<&'static str>,
 }
 
 fn steps() -> Vec<Step> {
@@ -58,6 +61,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &[],
             response_headers: &["www-authenticate"],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "jwt-auth: a valid RS256 token (minted by `cargo run -q -p pwf-tests --bin mint-token -- alice plan=pro`) \
@@ -70,6 +74,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["x-jwt-sub", "x-jwt-plan", "authorization"],
             response_headers: &[],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "jwt-auth: a tampered signature is rejected".into(),
@@ -80,6 +85,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &[],
             response_headers: &["www-authenticate"],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "header-transform: legacy path rewritten to /v2/ and re-routed to the v2 upstream; \
@@ -99,6 +105,7 @@ fn steps() -> Vec<Step> {
             ],
             response_headers: &["strict-transport-security", "x-content-type-options", "x-served-path"],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "header-transform: other paths keep their route; x-tenant defaults to 'public'".into(),
@@ -109,6 +116,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["x-tenant", "x-region"],
             response_headers: &["x-served-path", "x-powered-by"],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "jwt-acquire: a call leaving through the egress listener gets an access token for client svc-a \
@@ -121,6 +129,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["authorization"],
             response_headers: &[],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "jwt-acquire -> jwt-auth: the same call to /api/ on the ingress listener; jwt-auth verifies \
@@ -133,6 +142,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["x-jwt-client", "x-jwt-plan", "authorization"],
             response_headers: &[],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "cos-router: a pro user (alice, plan=pro) is class pro, routed to the premium backend `echo_v2`; \
@@ -145,6 +155,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["x-cos-class", "x-cos-cluster", "x-cos-experiments"],
             response_headers: &["x-cos-experiments"],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "cos-router: a free user (dave, plan=free) on the same path is class free, routed to `echo`, \
@@ -160,6 +171,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["x-cos-class", "x-cos-cluster", "x-cos-experiments"],
             response_headers: &["x-cos-experiments"],
             repeat: 1,
+            body: None,
         },
         Step {
             title: "plan-ratelimit: a free client (token with plan=free) sends 6 requests at once: \
@@ -172,6 +184,7 @@ fn steps() -> Vec<Step> {
             upstream_headers: &[],
             response_headers: &["retry-after", "ratelimit-policy", "ratelimit"],
             repeat: 6,
+            body: None,
         },
         Step {
             title: "plan-ratelimit: meanwhile a pro client (plan=pro, 50/s) passes".into(),
@@ -182,9 +195,28 @@ fn steps() -> Vec<Step> {
             upstream_headers: &["x-jwt-sub", "x-jwt-plan"],
             response_headers: &["ratelimit"],
             repeat: 6,
+            body: None,
+        },
+        Step {
+            title: "dlp-redact: the upstream echoes a support ticket holding a (test) card number, an e-mail \
+                    address, a phone number and an AWS key id; as the response streams back the client sees \
+                    the card masked to its last 4 digits, the address as a keyed hash and the rest tagged"
+                .into(),
+            listener: INGRESS,
+            method: "POST",
+            path: "/support/tickets",
+            headers: vec![("content-type", "text/plain".into())],
+            upstream_headers: &[],
+            response_headers: &[],
+            repeat: 1,
+            body: Some(DLP_TICKET),
         },
     ]
 }
+
+/// The support ticket of the dlp-redact step: test data only.
+const DLP_TICKET: &str = "Card 4111 1111 1111 1111 was declined; reach me at alice@example.com \
+                          or +1 415 555 2671. Deploy key AKIAIOSFODNN7EXAMPLE.";
 
 /// The IdP's issuer as written in the config (its default port).
 const CONFIG_ISSUER: &str = "http://127.0.0.1:18100";
@@ -242,6 +274,9 @@ fn curl_line(port: u16, step: &Step) -> String {
     for (name, value) in &step.headers {
         line.push_str(&format!(" -H '{name}: {value}'"));
     }
+    if let Some(body) = step.body {
+        line.push_str(&format!(" --data '{body}'"));
+    }
     line
 }
 
@@ -280,6 +315,12 @@ fn show(port: u16, step: &Step, resp: &Response) {
             resp.header(name).unwrap_or("(absent)")
         );
     }
+    if step.body.is_some() {
+        println!(
+            "     body as the client got it: {}",
+            body["body"].as_str().unwrap_or("?")
+        );
+    }
 }
 
 fn main() {
@@ -309,7 +350,7 @@ fn main() {
     let ingress = envoy.rendered().port(INGRESS);
     let egress = envoy.rendered().port(EGRESS);
     println!(
-        "Envoy is running: ingress chain (jwt-auth, plan-ratelimit, cos-router, header-transform) on http://127.0.0.1:{ingress}, \
+        "Envoy is running: ingress chain (dlp-redact, jwt-auth, plan-ratelimit, cos-router, header-transform) on http://127.0.0.1:{ingress}, \
          egress chain (jwt-acquire) on http://127.0.0.1:{egress}, admin http://127.0.0.1:{}",
         envoy.admin_port()
     );
@@ -329,6 +370,9 @@ fn main() {
             let mut req = client.req(step.method, step.path);
             for (name, value) in &step.headers {
                 req = req.header(name, value);
+            }
+            if let Some(body) = step.body {
+                req = req.body(body);
             }
             let resp = req.send();
             statuses.push(resp.status.to_string());
