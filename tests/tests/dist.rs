@@ -13,8 +13,9 @@ use pwf_tests::dist::{files_below, sha256sum, Dist};
 use pwf_tests::{repo_root, run_ok};
 use serde_json::Value;
 
-const FILTERS: [&str; 5] = [
+const FILTERS: [&str; 6] = [
     "cos-router",
+    "dlp-redact",
     "header-transform",
     "jwt-acquire",
     "jwt-auth",
@@ -222,14 +223,15 @@ fn packaging_twice_gives_byte_identical_files() {
     let (files_a, files_b) = (files_below(&a.dir), files_below(&b.dir));
     let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&files_a), names(&files_b));
-    // 5 modules + 5 .sha256 + SHA256SUMS + digests.json + 5 layouts of 5 files, + schemas.
+    // A module, its .sha256 and an image layout of 5 files per filter,
+    // SHA256SUMS, digests.json, and the schemas.
     let schemas = a
         .digests
         .filters
         .values()
         .filter(|f| f.schema.is_some())
         .count();
-    assert_eq!(files_a.len(), 5 + 5 + 2 + 25 + schemas);
+    assert_eq!(files_a.len(), FILTERS.len() * (1 + 1 + 5) + 2 + schemas);
     for ((name, x), (_, y)) in files_a.iter().zip(&files_b) {
         assert!(x == y, "{name} differs between two packagings");
     }
