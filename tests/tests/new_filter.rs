@@ -127,9 +127,14 @@ fn a_new_filter_builds_passes_its_tests_and_runs_in_envoy() {
         assert!(stdout.contains(&format!("  {file}\n")), "{file}: {stdout}");
     }
     // Registered for the schema tests and xtask schemas.
-    assert!(read(&repo.join("xtask/src/schemas/filters.rs")).contains(
-        "    \"cos-router\" => cos_router,\n    \"demo-probe\" => demo_probe,\n    // new-filter: entries above this line\n"
-    ));
+    let marker = "    // new-filter: entries above this line\n";
+    assert_eq!(
+        read(&repo.join("xtask/src/schemas/filters.rs")),
+        read(&repo_root().join("xtask/src/schemas/filters.rs")).replace(
+            marker,
+            &format!("    \"demo-probe\" => demo_probe,\n{marker}")
+        )
+    );
     assert!(read(&repo.join("xtask/Cargo.toml")).contains(
         "\ndemo-probe = { path = \"../filters/demo-probe\", features = [\"schema\"] }\n"
     ));

@@ -423,8 +423,8 @@ fn examples_come_from_every_kind_of_place() {
             .count()
     };
     assert!(
-        from("envoy-configs/chain.yaml") == 5,
-        "chain.yaml has five filters on two listeners"
+        from("envoy-configs/chain.yaml") == 6,
+        "chain.yaml has six filters on two listeners"
     );
     for filter in FILTERS {
         assert!(
