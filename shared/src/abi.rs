@@ -1,10 +1,18 @@
-//! The few proxy-wasm host calls that can fail during normal operation,
-//! called through the ABI directly.
+//! The proxy-wasm host calls that can fail during normal operation, called
+//! through the ABI directly.
 //!
 //! The SDK's wrappers (proxy-wasm 0.2.5 `hostcalls`) return `Result` but
-//! panic on every status except `Ok`, and a panic kills the VM. Envoy
-//! refuses a header write once the headers have gone on (BadArgument), and a
-//! body write outside a body callback; those must be errors, not panics.
+//! panic on every status they do not expect, and a panic kills the VM. Envoy
+//! answers BadArgument to any read or write of a header map that is not
+//! available at that moment (a header write once the headers have gone on,
+//! a read of the request headers from a response callback), to a body write
+//! outside a body callback, and to a filter-state value its declared type
+//! rejects. Those must be errors, not panics.
+//!
+//! Not here: `dispatch_http_call` and `dispatch_grpc_call`, whose wrappers
+//! also register the call with the SDK's dispatcher (private to the SDK).
+//! Their wrappers turn the statuses Envoy returns into errors, except a gRPC
+//! client Envoy cannot create (BadArgument).
 
 use proxy_wasm::types::{BufferType, MapType};
 
@@ -40,6 +48,31 @@ mod imports {
             key_data: *const u8,
             key_size: usize,
         ) -> u32;
+        pub fn proxy_get_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_header_map_pairs(
+            map_type: MapType,
+            map_data: *const u8,
+            map_size: usize,
+        ) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer_type: BufferType,
+            start: usize,
+            max_size: usize,
+            return_buffer_data: *mut *mut u8,
+            return_buffer_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
         pub fn proxy_set_buffer_bytes(
             buffer_type: BufferType,
             start: usize,
@@ -57,6 +90,109 @@ fn status(code: u32) -> Result<(), HostStatus> {
     } else {
         Err(HostStatus(code))
     }
+}
+
+/// proxy-wasm's `NotFound` status.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+const NOT_FOUND: u32 = 1;
+
+/// A host-returned byte string: `Ok(None)` for NotFound.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+fn returned_bytes(code: u32, data: *mut u8, size: usize) -> Result<Option<Vec<u8>>, HostStatus> {
+    match code {
+        0 if data.is_null() => Ok(Some(Vec::new())),
+        // SAFETY: the host allocated `size` bytes through the SDK's
+        // `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`, leaked)
+        // and hands over ownership.
+        0 => Ok(Some(unsafe { Vec::from_raw_parts(data, size, size) })),
+        NOT_FOUND => Ok(None),
+        code => Err(HostStatus(code)),
+    }
+}
+
+/// The ABI's header-map encoding: the count, each name's and value's length
+/// (u32 little-endian), then each name and value followed by a NUL.
+pub fn encode_header_map(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&length(pairs.len()));
+    for (name, value) in pairs {
+        out.extend_from_slice(&length(name.len()));
+        out.extend_from_slice(&length(value.len()));
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+/// A length as the ABI's u32; header maps are far below 4 GiB (Envoy caps
+/// them at 96 KiB by default), so saturating never changes a real value.
+fn length(n: usize) -> [u8; 4] {
+    u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+/// The ABI's property path: the parts joined by NUL.
+pub fn encode_property_path(path: &[&str]) -> Vec<u8> {
+    path.join("\0").into_bytes()
+}
+
+/// The first value of a header; `Ok(None)` if absent, an error if the map is
+/// not available now.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+pub fn header_value(map: MapType, name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers of a live slice and of two locals the host writes.
+    let code = unsafe {
+        imports::proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    returned_bytes(code, data, size)
+}
+
+/// Replaces a whole header map.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+pub fn set_header_map(map: MapType, pairs: &[(&str, &[u8])]) -> Result<(), HostStatus> {
+    let encoded = encode_header_map(pairs);
+    // SAFETY: pointer and length of a live buffer; the host copies it.
+    status(unsafe { imports::proxy_set_header_map_pairs(map, encoded.as_ptr(), encoded.len()) })
+}
+
+/// Up to `max_size` bytes of a buffer from `start`; `Ok(None)` if the buffer
+/// does not exist now.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+pub fn buffer(
+    buffer: BufferType,
+    start: usize,
+    max_size: usize,
+) -> Result<Option<Vec<u8>>, HostStatus> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers of two locals the host writes.
+    let code =
+        unsafe { imports::proxy_get_buffer_bytes(buffer, start, max_size, &mut data, &mut size) };
+    returned_bytes(code, data, size)
+}
+
+/// Sets a filter-state property (readable by later filters and access logs).
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostStatus> {
+    let encoded = encode_property_path(path);
+    // SAFETY: pointers and lengths of live buffers; the host copies them.
+    status(unsafe {
+        imports::proxy_set_property(encoded.as_ptr(), encoded.len(), value.as_ptr(), value.len())
+    })
 }
 
 /// Replaces every value of a header (adds it if absent).
@@ -141,6 +277,30 @@ pub fn set_buffer(
     Err(HostStatus(NO_HOST))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+pub fn header_value(_map: MapType, _name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
+    Err(HostStatus(NO_HOST))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_header_map(_map: MapType, _pairs: &[(&str, &[u8])]) -> Result<(), HostStatus> {
+    Err(HostStatus(NO_HOST))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn buffer(
+    _buffer: BufferType,
+    _start: usize,
+    _max_size: usize,
+) -> Result<Option<Vec<u8>>, HostStatus> {
+    Err(HostStatus(NO_HOST))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_property(_path: &[&str], _value: &[u8]) -> Result<(), HostStatus> {
+    Err(HostStatus(NO_HOST))
+}
+
 /// proxy-wasm's `Unimplemented` status.
 #[cfg(not(target_arch = "wasm32"))]
 const NO_HOST: u32 = 12;
@@ -148,6 +308,23 @@ const NO_HOST: u32 = 12;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_maps_are_encoded_as_the_abi_expects() {
+        let encoded = encode_header_map(&[(":status", b"200"), ("x-a", b"")]);
+        let mut expected = vec![2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(b":status\0");
+        expected.extend_from_slice(b"200\0x-a\0\0");
+        assert_eq!(encoded, expected);
+        assert_eq!(encode_header_map(&[]), vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn property_paths_are_nul_joined() {
+        assert_eq!(encode_property_path(&["a", "bc"]), b"a\0bc".to_vec());
+        assert_eq!(encode_property_path(&["x"]), b"x".to_vec());
+        assert!(encode_property_path(&[]).is_empty());
+    }
 
     #[test]
     fn only_ok_is_success() {

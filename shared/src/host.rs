@@ -26,7 +26,7 @@ pub fn headers(map: MapType) -> HeaderList {
 /// returns only the first value of a repeated header; an empty value is
 /// `Some` and empty.)
 pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
-    match hostcalls::get_map_value_bytes(map, name) {
+    match crate::abi::header_value(map, name) {
         Ok(value) => value,
         Err(status) => {
             log::warn!("cannot read header {name} of {map:?}: {status:?}");
@@ -42,7 +42,7 @@ pub fn replace_headers(map: MapType, headers: &HeaderList) {
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
-    if let Err(status) = hostcalls::set_map_bytes(map, pairs) {
+    if let Err(status) = crate::abi::set_header_map(map, &pairs) {
         log::warn!("cannot replace {map:?}: {status:?}");
     }
 }
@@ -101,6 +101,29 @@ pub fn remove_header(map: MapType, name: &str) {
     }
 }
 
+/// Up to `max_size` bytes of a buffer (a body, a callout response); empty if
+/// the buffer does not exist or cannot be read now.
+pub fn buffer(buffer: BufferType, max_size: usize) -> Vec<u8> {
+    match crate::abi::buffer(buffer, 0, max_size) {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(status) => {
+            log::warn!("cannot read {buffer:?}: {status:?}");
+            Vec::new()
+        }
+    }
+}
+
+/// Sets a filter-state property; false (logged) if Envoy refuses it.
+pub fn set_property(path: &[&str], value: &[u8]) -> bool {
+    match crate::abi::set_property(path, value) {
+        Ok(()) => true,
+        Err(status) => {
+            log::warn!("cannot set property {}: {status:?}", path.join("."));
+            false
+        }
+    }
+}
+
 /// An Envoy attribute such as `["source", "address"]`; `None` if absent.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     match hostcalls::get_property(path.to_vec()) {
@@ -140,7 +163,7 @@ pub fn random_u64() -> u64 {
 
 /// The plugin configuration bytes (`configuration` in Envoy, `pluginConfig` in Istio).
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+    crate::abi::buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()
         .flatten()
 }

@@ -9,7 +9,6 @@ use crate::json_fields::redact_json;
 use crate::query::redact_query;
 use crate::redact::{Blocker, Pass, Report};
 use crate::stream::Stream;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
 use pwf_shared::host::{self, HeaderMapType};
@@ -170,7 +169,7 @@ fn body_buffer(direction: Direction) -> BufferType {
 const BUFFERED_MAX: usize = u32::MAX as usize;
 
 fn read_body(direction: Direction, size: usize) -> Vec<u8> {
-    match hostcalls::get_buffer(body_buffer(direction), 0, size) {
+    match pwf_shared::abi::buffer(body_buffer(direction), 0, size) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => Vec::new(),
         Err(status) => {

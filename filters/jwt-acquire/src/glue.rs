@@ -193,9 +193,7 @@ impl Worker {
     fn fetch_done(&self, source: &Source, s: &mut SourceState, now: u64, body_size: usize) {
         let sent_at = s.in_flight.take().map_or(now, |(_, at)| at);
         s.metrics.fetch_ms.record(now.saturating_sub(sent_at));
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
+        let status = host::header(MapType::HttpCallResponseHeaders, ":status")
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
         let max = source.endpoint.max_response_bytes;
         if status.is_some() && body_size > max {
@@ -205,10 +203,7 @@ impl Worker {
             };
             return self.fetch_failed(source, s, now, &error);
         }
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
         let token = match endpoint::parse_response(
             status,
             &body,

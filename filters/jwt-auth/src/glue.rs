@@ -279,14 +279,10 @@ impl Worker {
                 &format!("response of {body_size} bytes exceeds max_bytes {max_bytes}"),
             );
         }
-        let body = hostcalls::get_buffer(
+        let body = host::buffer(
             proxy_wasm::types::BufferType::HttpCallResponseBody,
-            0,
             body_size,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        );
         let keys = match jwks::parse(&body, max_bytes) {
             Ok(keys) => keys,
             Err(e) => return self.fetch_failed(r, now, &format!("unusable JWKS: {e}")),
@@ -386,13 +382,7 @@ impl Worker {
                 }
                 if compiled.claims_filter_state && !verified.is_empty() {
                     let claims = outputs::claims_json(compiled, &verified);
-                    if let Err(status) =
-                        hostcalls::set_property(vec![CLAIMS_PROPERTY], Some(claims.as_bytes()))
-                    {
-                        log::warn!(
-                            "{FILTER}: cannot set filter state {CLAIMS_PROPERTY}: {status:?}"
-                        );
-                    }
+                    host::set_property(&[CLAIMS_PROPERTY], claims.as_bytes());
                 }
                 if single {
                     let edits = access::edits(&compiled.output_headers, &headers);
@@ -577,13 +567,8 @@ impl Context for Root {
             return;
         };
         let now = now_ms();
-        let status = hostcalls::get_map_value_bytes(
-            proxy_wasm::types::MapType::HttpCallResponseHeaders,
-            ":status",
-        )
-        .ok()
-        .flatten()
-        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
+        let status = host::header(HeaderMapType::HttpCallResponseHeaders, ":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
         {
             let mut remote = worker.remote.borrow_mut();
             let Some(r) = remote

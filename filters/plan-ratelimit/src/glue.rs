@@ -442,13 +442,10 @@ impl Context for Request {
             return;
         };
         let body = if status_code == 0 {
-            hostcalls::get_buffer(
+            Some(host::buffer(
                 proxy_wasm::types::BufferType::GrpcReceiveBuffer,
-                0,
                 response_size,
-            )
-            .ok()
-            .flatten()
+            ))
         } else {
             None
         };
