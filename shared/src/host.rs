@@ -113,14 +113,10 @@ pub fn buffer(buffer: BufferType, max_size: usize) -> Vec<u8> {
     }
 }
 
-/// Sets a filter-state property; false (logged) if Envoy refuses it.
-pub fn set_property(path: &[&str], value: &[u8]) -> bool {
-    match crate::abi::set_property(path, value) {
-        Ok(()) => true,
-        Err(status) => {
-            log::warn!("cannot set property {}: {status:?}", path.join("."));
-            false
-        }
+/// Sets a filter-state property; a refusal is logged.
+pub fn set_property(path: &[&str], value: &[u8]) {
+    if let Err(status) = crate::abi::set_property(path, value) {
+        log::warn!("cannot set property {}: {status:?}", path.join("."));
     }
 }
 

@@ -169,17 +169,7 @@ fn body_buffer(direction: Direction) -> BufferType {
 const BUFFERED_MAX: usize = u32::MAX as usize;
 
 fn read_body(direction: Direction, size: usize) -> Vec<u8> {
-    match pwf_shared::abi::buffer(body_buffer(direction), 0, size) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => Vec::new(),
-        Err(status) => {
-            log::warn!(
-                "{FILTER}: cannot read {} body: {status:?}",
-                direction.as_str()
-            );
-            Vec::new()
-        }
-    }
+    host::buffer(body_buffer(direction), size)
 }
 
 fn write_body(direction: Direction, size: usize, value: &[u8]) {
