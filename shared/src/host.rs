@@ -13,7 +13,7 @@ pub use proxy_wasm::types::MapType as HeaderMapType;
 
 /// Reads a whole header map in one host call.
 pub fn headers(map: MapType) -> HeaderList {
-    match hostcalls::get_map_bytes(map) {
+    match crate::abi::header_map(map) {
         Ok(entries) => HeaderList::new(entries),
         Err(status) => {
             log::warn!("cannot read {map:?}: {status:?}");
@@ -122,7 +122,7 @@ pub fn set_property(path: &[&str], value: &[u8]) {
 
 /// An Envoy attribute such as `["source", "address"]`; `None` if absent.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    match hostcalls::get_property(path.to_vec()) {
+    match crate::abi::property(path) {
         Ok(value) => value,
         Err(status) => {
             log::debug!("cannot read property {}: {status:?}", path.join("."));
@@ -165,7 +165,8 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
 }
 
 pub fn send_local_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) {
-    if let Err(status) = hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    if let Err(status) = crate::abi::send_local_response(status, &headers, body) {
         log::warn!("cannot send local reply: {status:?}");
     }
 }
@@ -174,12 +175,12 @@ pub fn send_local_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) {
 /// request paused earlier, finished from a tick or a callout response).
 /// False if the stream is gone.
 pub fn switch_to_stream(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
+    crate::abi::set_effective_context(context_id).is_ok()
 }
 
 /// Resumes the current (or switched-to) request after `Action::Pause`.
 pub fn resume_request() {
-    if let Err(status) = hostcalls::resume_http_request() {
+    if let Err(status) = crate::abi::resume_http_request() {
         log::debug!("cannot resume request: {status:?}");
     }
 }

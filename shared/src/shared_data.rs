@@ -38,13 +38,16 @@ pub struct HostStore;
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-        proxy_wasm::hostcalls::get_shared_data(key).map_err(|s| StoreError::Host(format!("{s:?}")))
+        match crate::abi::shared_data(key) {
+            Ok((value, cas)) => Ok((value, (cas != 0).then_some(cas))),
+            Err(s) => Err(StoreError::Host(format!("{s:?}"))),
+        }
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas) {
+        match crate::abi::set_shared_data(key, value, cas.unwrap_or(0)) {
             Ok(()) => Ok(()),
-            Err(proxy_wasm::types::Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(crate::abi::HostStatus(crate::abi::CAS_MISMATCH)) => Err(StoreError::CasMismatch),
             Err(s) => Err(StoreError::Host(format!("{s:?}"))),
         }
     }

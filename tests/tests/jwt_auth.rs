@@ -898,6 +898,55 @@ fn jwks_never_available_fails_closed_or_open_as_configured() {
     assert_eq!(echo.request_count(), 1);
 }
 
+/// A request held for keys whose client goes away: Envoy ends the stream,
+/// the filter forgets it, and the keys arriving later resume nothing. The
+/// next request is verified by the same VM.
+#[test]
+fn a_client_that_leaves_while_held_does_not_disturb_later_requests() {
+    use std::io::Write;
+    let idp = Idp::start();
+    idp.set_jwks_mode("slow:3000");
+    let echo = EchoUpstream::start("echo");
+    let config = json!({
+        "providers": [{"name": "idp", "issuer": idp.issuer(),
+                       "jwks": {"remote": {"cluster": "idp", "path": idp.jwks_path(), "timeout_ms": 8000}}}],
+        "rules": [{"match": {}, "requires": {"provider": "idp"}}]
+    });
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18100, idp.port())
+        .plugin_config(&config.to_string())
+        .start();
+    let token = idp.token("svc-a", "svc-a-secret");
+
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    write!(
+        client,
+        "GET /leaving HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    assert!(
+        pwf_tests::wait_until(Duration::from_secs(5), || metric(&envoy, "held") == 1),
+        "the request is held while the keys are fetched"
+    );
+    drop(client);
+    assert!(
+        pwf_tests::wait_until(Duration::from_secs(10), || metric(&envoy, "jwks_fetch.ok")
+            == 1),
+        "the keys arrive after the client left"
+    );
+
+    let resp = get_with_token(&envoy, "/after", &token);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        echo.request_count(),
+        1,
+        "the abandoned request never went upstream"
+    );
+    assert_eq!(echo.last_request().unwrap().path, "/after");
+    assert!(!envoy.log().contains("panicked"), "{}", envoy.log());
+}
+
 #[test]
 fn bad_configs_fail_envoy_validation_naming_the_field() {
     let cases = [

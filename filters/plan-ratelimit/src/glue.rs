@@ -457,7 +457,7 @@ impl Context for Request {
                     m.allowed.inc();
                 }
                 self.response_headers = pending.local_headers;
-                let _ = hostcalls::resume_http_request();
+                host::resume_request();
             }
             Some(rls::Decision::OverLimit { retry_after_s }) => {
                 let window = WindowState {
@@ -467,7 +467,7 @@ impl Context for Request {
                 };
                 if let Outcome::Continue(h) = worker.deny(pending.plan, window, window.reset_ns) {
                     self.response_headers = h;
-                    let _ = hostcalls::resume_http_request();
+                    host::resume_request();
                 }
             }
             None => {
@@ -475,7 +475,7 @@ impl Context for Request {
                     "{FILTER}: rate limit service error (gRPC status {status_code}, {response_size} bytes)"
                 );
                 if self.rls_failed(pending.local_headers) == Action::Continue {
-                    let _ = hostcalls::resume_http_request();
+                    host::resume_request();
                 }
             }
         }
