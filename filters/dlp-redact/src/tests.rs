@@ -135,6 +135,41 @@ fn the_stream_holds_back_at_most_the_window() {
     assert_eq!(stream.pending(), 0);
 }
 
+/// Every corpus positive, far apart in filler text, as a large body whose
+/// matches are sparse: the lanes' floors then skip most of the held bytes.
+fn sparse_document() -> Vec<u8> {
+    let corpus: Value = serde_json::from_str(include_str!("../corpus.json")).unwrap();
+    let filler = "lorem ipsum dolor sit amet, ".repeat(400);
+    let mut doc = String::new();
+    for (i, positive) in corpus["positives"].as_array().unwrap().iter().enumerate() {
+        doc.push_str(&filler[..(i * 2749) % filler.len()]);
+        doc.push_str(" | ");
+        doc.push_str(positive["value"].as_str().unwrap());
+        doc.push_str(" | ");
+    }
+    doc.push_str(&filler);
+    doc.into_bytes()
+}
+
+#[test]
+fn a_sparse_body_streams_to_the_same_bytes_in_any_chunk_size() {
+    let all_on = BUILTINS
+        .iter()
+        .map(|b| (b.name.to_string(), json!({"enabled": true})))
+        .collect::<serde_json::Map<_, _>>();
+    let p = policy_with(json!({ "detectors": all_on }), true).unwrap();
+    let body = sparse_document();
+    let (whole, whole_report) = stream_split(&p, &body, &[]);
+    assert!(whole_report.redacted > 20, "{}", whole_report.redacted);
+    assert_ne!(whole, body);
+    for chunk in [61, 255, 1000, 4096, 8191, 16384] {
+        let cuts: Vec<usize> = (chunk..body.len()).step_by(chunk).collect();
+        let (out, report) = stream_split(&p, &body, &cuts);
+        assert!(out == whole, "chunk {chunk}");
+        assert_eq!(report.found, whole_report.found, "chunk {chunk}");
+    }
+}
+
 #[test]
 fn every_action_writes_its_replacement() {
     let p = custom(json!([
