@@ -343,6 +343,74 @@ fn corpus_values_split_at_every_position_are_tagged_and_never_leak() {
     );
 }
 
+/// A body several times the held-back window long, with every corpus value
+/// far apart in prose, sent in hundreds of pieces with a cut inside each
+/// value: each group of detectors resumes its search where it stopped in the
+/// previous piece, and no value may slip through a piece boundary.
+#[test]
+fn a_long_body_in_many_pieces_is_redacted_as_a_whole() {
+    let corpus = corpus();
+    let filler = "lorem ipsum dolor sit amet, ".repeat(60);
+    let (mut body, mut want) = (String::new(), String::new());
+    let mut cuts = Vec::new();
+    for (i, p) in corpus.positives.iter().enumerate() {
+        let gap = format!("{} | ", &filler[..(i * 389) % filler.len()]);
+        body.push_str(&gap);
+        want.push_str(&gap);
+        cuts.push(body.len() + i % p.value.len());
+        body.push_str(&p.value);
+        want.push_str(&tagged(&p.detector, &p.value).0);
+        body.push_str(" | ");
+        want.push_str(" | ");
+    }
+    cuts.extend((997..body.len()).step_by(997));
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.retain(|&c| c > 0 && c < body.len());
+    assert!(body.len() > 8 * 8 * 1024, "{} bytes", body.len());
+
+    let up = BodyUpstream::start();
+    up.serve(
+        "/long",
+        ResponseSpec::new(body.clone())
+            .split_at(&cuts)
+            .chunk_delay_ms(1),
+    );
+    let envoy = start(&up, ALL_TAG);
+    let resp = get_streamed(envoy.port(), "/long", &[]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete);
+    assert!(
+        resp.text() == want,
+        "response differs from the expected redaction"
+    );
+
+    let resp = PieceRequest::new("POST", "/req/long")
+        .header("content-type", "text/plain")
+        .body_split(body.as_bytes(), &cuts)
+        .delay_ms(1)
+        .send(envoy.port());
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.text() == want,
+        "request differs from the expected redaction"
+    );
+
+    let values = corpus.positives.len() as u64;
+    assert_eq!(counter(&envoy, "redacted"), 2 * values);
+    let mut per_detector: std::collections::BTreeMap<&str, u64> = Default::default();
+    for p in &corpus.positives {
+        *per_detector.entry(p.detector.as_str()).or_default() += 2;
+    }
+    for (detector, n) in per_detector {
+        assert_eq!(
+            counter(&envoy, &format!("detected.{detector}")),
+            n,
+            "{detector}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 2. Actions
 
