@@ -147,24 +147,16 @@ impl Pass<'_> {
     /// Writes `hay[from..]` to `out` with every match starting before
     /// `start_limit` redacted, up to the end of the last match it changed;
     /// returns where it stopped. Bytes before `from` are look-behind only.
-    ///
-    /// `floors` are the scanner lanes' floors from the previous chunk (empty
-    /// for none); on return, the floors for a haystack that continues this
-    /// one, with everything before `max(returned, start_limit)` emitted.
     pub fn redact_matches(
         &self,
         hay: &[u8],
         from: usize,
         start_limit: usize,
-        floors: &mut Vec<usize>,
         out: &mut Vec<u8>,
         report: &mut Report,
     ) -> usize {
         let mut copied_to = from;
-        let mut matches = self
-            .scanner
-            .matches(self.catalog, hay, from, start_limit, floors);
-        for found in matches.by_ref() {
+        for found in self.scanner.matches(self.catalog, hay, from, start_limit) {
             let Some(detector) = self.catalog.detector(found.detector) else {
                 break;
             };
@@ -180,16 +172,13 @@ impl Pass<'_> {
             );
             copied_to = found.end;
         }
-        let next = matches.floors_after(copied_to.max(start_limit));
-        *floors = next;
         copied_to
     }
 
     /// Redacts a whole value. Returns None when nothing changed.
     pub fn redact_value(&self, value: &[u8], report: &mut Report) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        let copied_to =
-            self.redact_matches(value, 0, value.len(), &mut Vec::new(), &mut out, report);
+        let copied_to = self.redact_matches(value, 0, value.len(), &mut out, report);
         if copied_to == 0 && out.is_empty() {
             return None;
         }

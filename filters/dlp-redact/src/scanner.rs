@@ -17,13 +17,6 @@ pub const MAX_PATTERN_LEN: usize = 16 * 1024;
 /// Bytes after a match that decide whether it counts.
 const LOOK_AHEAD: usize = 2;
 
-/// Detectors whose matches can be longer than this (PEM keys, JWTs, bearer
-/// tokens: kilobytes) are scanned by a lane of their own. A streamed body is
-/// held back by the longest match, but each lane rescans only its own window
-/// of the held bytes: the short detectors' lane, the costly one, rescans a
-/// few hundred bytes per chunk instead of 8 KiB.
-const LONG_MATCH: usize = 1024;
-
 /// Upper bound on the compiled automaton, so a config cannot blow up memory.
 const NFA_SIZE_LIMIT: usize = 8 << 20;
 
@@ -164,8 +157,6 @@ struct Lane {
     regex: Regex,
     /// Pattern index to detector id.
     ids: Vec<usize>,
-    /// Its longest match plus [`LOOK_AHEAD`].
-    window: usize,
 }
 
 /// The automata over a set of active detectors. Only active detectors are
@@ -186,35 +177,32 @@ impl Scanner {
             .ids()
             .filter(|&id| id < catalog.patterns.len())
             .collect();
-        let mut longest = Vec::with_capacity(ids.len());
+        let mut window = 0usize;
         for &id in &ids {
             let pattern = catalog
                 .patterns
                 .get(id)
                 .map(String::as_str)
                 .unwrap_or_default();
-            longest.push((id, longest_match(pattern).map_err(|e| (id, e))?));
+            window = window.max(longest_match(pattern).map_err(|e| (id, e))?);
         }
-        let alone = |id: usize| {
+        let alone = |id: &usize| {
             catalog
-                .detector(id)
+                .detector(*id)
                 .is_some_and(|d| d.builtin && SCANNED_ALONE.contains(&d.name.as_str()))
         };
-        let (separate, combined): (Vec<_>, Vec<_>) =
-            longest.iter().copied().partition(|&(id, _)| alone(id));
-        let (long, short): (Vec<_>, Vec<_>) =
-            combined.into_iter().partition(|&(_, n)| n > LONG_MATCH);
-        let mut lanes = Vec::with_capacity(separate.len() + 2);
-        for group in [short, long] {
-            if !group.is_empty() {
-                lanes.push(Lane::build(catalog, &group)?);
-            }
+        let (separate, combined): (Vec<usize>, Vec<usize>) = ids.iter().partition(|id| alone(id));
+        let mut lanes = Vec::with_capacity(separate.len() + 1);
+        if !combined.is_empty() {
+            lanes.push(Lane::build(catalog, combined)?);
         }
-        for one in separate {
-            lanes.push(Lane::build(catalog, &[one])?);
+        for id in separate {
+            lanes.push(Lane::build(catalog, vec![id])?);
         }
-        let window = lanes.iter().map(|l| l.window).max().unwrap_or(LOOK_AHEAD);
-        Ok(Self { lanes, window })
+        Ok(Self {
+            lanes,
+            window: window.saturating_add(LOOK_AHEAD),
+        })
     }
 
     pub fn window(&self) -> usize {
@@ -225,16 +213,12 @@ impl Scanner {
     /// order, not overlapping. Bytes before `from` are look-behind context
     /// only. A match its validator rejects does not hide a match starting
     /// inside it: the search resumes one byte after its start.
-    ///
-    /// `floors` (per lane; empty for none) says where each lane's search
-    /// may start, from [`Matches::floors_after`] of the previous chunk.
     pub fn matches<'a>(
         &'a self,
         catalog: &'a Catalog,
         hay: &'a [u8],
         from: usize,
         start_limit: usize,
-        floors: &'a [usize],
     ) -> Matches<'a> {
         Matches {
             scanner: self,
@@ -242,17 +226,13 @@ impl Scanner {
             hay,
             pos: from,
             start_limit,
-            floors,
             pending: vec![Pending::Unknown; self.lanes.len()],
         }
     }
 }
 
 impl Lane {
-    /// A lane over `(detector id, longest match)` pairs.
-    fn build(catalog: &Catalog, detectors: &[(usize, usize)]) -> Result<Self, (usize, String)> {
-        let ids: Vec<usize> = detectors.iter().map(|&(id, _)| id).collect();
-        let longest = detectors.iter().map(|&(_, n)| n).max().unwrap_or(0);
+    fn build(catalog: &Catalog, ids: Vec<usize>) -> Result<Self, (usize, String)> {
         let patterns: Vec<&str> = ids
             .iter()
             .map(|&id| {
@@ -276,11 +256,7 @@ impl Lane {
                 let id = ids.get(index).copied().unwrap_or(0);
                 (id, format!("invalid regex: {}", one_line(&e.to_string())))
             })?;
-        Ok(Self {
-            regex,
-            ids,
-            window: longest.saturating_add(LOOK_AHEAD),
-        })
+        Ok(Self { regex, ids })
     }
 }
 
@@ -288,18 +264,14 @@ impl Lane {
 #[derive(Debug, Clone, Copy)]
 enum Pending {
     Unknown,
-    /// The lane's leftmost match at or after `pos`, the position it last
-    /// searched for (its search may have started later, at its floor).
+    /// The lane's leftmost match from where it last searched.
     At {
         detector: usize,
         start: usize,
         end: usize,
-        pos: usize,
     },
-    /// No match at or after `pos` to the end of the haystack.
-    Exhausted {
-        pos: usize,
-    },
+    /// No match up to the end of the haystack.
+    Exhausted,
 }
 
 /// Iterator of [`Scanner::matches`]: each lane's next match is remembered,
@@ -310,32 +282,7 @@ pub struct Matches<'a> {
     hay: &'a [u8],
     pos: usize,
     start_limit: usize,
-    floors: &'a [usize],
     pending: Vec<Pending>,
-}
-
-impl Matches<'_> {
-    /// Each lane's floor for a haystack that continues this one with more
-    /// bytes, once everything before `cut` is emitted (same coordinates). A
-    /// lane that last searched at or before `cut` knows every match that
-    /// starts before its window at the end: a longer haystack can only add
-    /// matches that reach past the end (or whose look-ahead does). A floor
-    /// thus says that no match of its lane starts in `[cut, floor)`.
-    pub fn floors_after(&self, cut: usize) -> Vec<usize> {
-        self.scanner
-            .lanes
-            .iter()
-            .zip(&self.pending)
-            .map(|(lane, pending)| {
-                let edge = self.hay.len().saturating_sub(lane.window);
-                match *pending {
-                    Pending::Exhausted { pos } if pos <= cut => cut.max(edge),
-                    Pending::At { start, pos, .. } if pos <= cut => cut.max(start.min(edge)),
-                    _ => cut,
-                }
-            })
-            .collect()
-    }
 }
 
 impl Iterator for Matches<'_> {
@@ -349,28 +296,22 @@ impl Iterator for Matches<'_> {
                 let stale = match *slot {
                     Pending::Unknown => true,
                     Pending::At { start, .. } => start < self.pos,
-                    Pending::Exhausted { .. } => false,
+                    Pending::Exhausted => false,
                 };
                 if stale {
-                    // The floor vouches for `[from, floor)`, and `pos >= from`.
-                    let floor = self.floors.get(lane_index).copied().unwrap_or(0);
-                    let origin = self.pos.max(floor).min(self.hay.len());
-                    let input = Input::new(self.hay).range(origin..);
-                    *slot = match lane.regex.search(&input) {
+                    *slot = match lane.regex.search(&Input::new(self.hay).range(self.pos..)) {
                         Some(m) => Pending::At {
                             detector: lane.ids.get(m.pattern().as_usize()).copied()?,
                             start: m.start(),
                             end: m.end(),
-                            pos: self.pos,
                         },
-                        None => Pending::Exhausted { pos: self.pos },
+                        None => Pending::Exhausted,
                     };
                 }
                 if let Pending::At {
                     detector,
                     start,
                     end,
-                    ..
                 } = *slot
                 {
                     if best.is_none_or(|(s, d, _, _)| (start, detector) < (s, d)) {

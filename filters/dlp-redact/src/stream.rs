@@ -20,9 +20,6 @@ pub struct Stream {
     peak: usize,
     /// Bytes scanned so far.
     scanned: u64,
-    /// Per scanner lane, where its search may start in `held`: the lanes
-    /// with short matches need not rescan the whole held-back window.
-    floors: Vec<usize>,
 }
 
 impl Stream {
@@ -61,14 +58,7 @@ impl Stream {
             len.saturating_sub(pass.scanner.window()).max(self.context)
         };
 
-        let emitted_to = pass.redact_matches(
-            &self.held,
-            self.context,
-            final_before,
-            &mut self.floors,
-            out,
-            report,
-        );
+        let emitted_to = pass.redact_matches(&self.held, self.context, final_before, out, report);
 
         // A match may end past `final_before`: it is complete, and emitted whole.
         let cut = emitted_to.max(final_before);
@@ -76,14 +66,10 @@ impl Stream {
         if end_of_stream {
             self.held.clear();
             self.context = 0;
-            self.floors.clear();
         } else if cut > 0 {
             let keep_from = cut - 1;
             self.held.drain(..keep_from);
             self.context = 1;
-            for floor in &mut self.floors {
-                *floor = floor.saturating_sub(keep_from);
-            }
         }
     }
 }
