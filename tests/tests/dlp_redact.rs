@@ -343,10 +343,10 @@ fn corpus_values_split_at_every_position_are_tagged_and_never_leak() {
     );
 }
 
-/// A body several times the held-back window long, with every corpus value
-/// far apart in prose, sent in hundreds of pieces with a cut inside each
-/// value: each group of detectors resumes its search where it stopped in the
-/// previous piece, and no value may slip through a piece boundary.
+/// A body many times the held-back window long, with every corpus value far
+/// apart in prose, sent in hundreds of pieces with a cut inside each value:
+/// what is held back and what passes on must add up to the whole-body
+/// redaction, piece after piece.
 #[test]
 fn a_long_body_in_many_pieces_is_redacted_as_a_whole() {
     let corpus = corpus();

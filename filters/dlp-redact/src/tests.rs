@@ -135,8 +135,8 @@ fn the_stream_holds_back_at_most_the_window() {
     assert_eq!(stream.pending(), 0);
 }
 
-/// Every corpus positive, far apart in filler text, as a large body whose
-/// matches are sparse: the lanes' floors then skip most of the held bytes.
+/// Every corpus positive, far apart in filler text: a body many windows long
+/// whose matches are sparse, so that most chunks end with no match pending.
 fn sparse_document() -> Vec<u8> {
     let corpus: Value = serde_json::from_str(include_str!("../corpus.json")).unwrap();
     let filler = "lorem ipsum dolor sit amet, ".repeat(400);
