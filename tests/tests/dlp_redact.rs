@@ -16,6 +16,9 @@ use pwf_tests::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 const CONFIG: &str = "envoy-configs/dlp-redact.yaml";
 /// The hash key `envoy-configs/dlp-redact.yaml` gives the VM as `DLP_HASH_KEY`.
@@ -408,6 +411,86 @@ fn a_long_body_in_many_pieces_is_redacted_as_a_whole() {
             n,
             "{detector}"
         );
+    }
+}
+
+#[test]
+fn text_that_cannot_begin_a_value_is_forwarded_before_the_next_piece_arrives() {
+    // An event stream: the upstream sends the first event, pauses 1.5 s, then
+    // sends the second. Only bytes that could still begin a value may wait
+    // for the next piece, so the first event reaches the client during the
+    // pause, and the card in the second is redacted.
+    let first = "event: order shipped, no personal data here.\n";
+    let second = "event: paid with card 4111 1111 1111 1111.\n";
+    let up = BodyUpstream::start();
+    up.serve(
+        "/events",
+        ResponseSpec::new(format!("{first}{second}"))
+            .split_at(&[first.len()])
+            .chunk_delay_ms(1500),
+    );
+    let envoy = start(&up, ALL_TAG);
+
+    let mut conn = TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let sent = Instant::now();
+    conn.write_all(b"GET /events HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let (mut raw, mut buf) = (Vec::new(), [0u8; 4096]);
+    let mut first_seen = None;
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let arrived = raw.windows(first.len()).any(|w| w == first.as_bytes());
+        if arrived && first_seen.is_none() {
+            first_seen = Some(sent.elapsed());
+        }
+    }
+    let done = sent.elapsed();
+    let first_seen = first_seen.expect("the first event arrives in one piece");
+    // The upstream pauses before each piece: the first comes at 1.5 s, the
+    // second at 3 s.
+    assert!(
+        done >= Duration::from_millis(3000),
+        "the upstream paused: {done:?}"
+    );
+    assert!(
+        done - first_seen >= Duration::from_millis(1000),
+        "the first event arrived at {first_seen:?}, with the second at {done:?}"
+    );
+
+    let text = String::from_utf8(raw).unwrap();
+    let (head, chunked) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    assert_eq!(
+        dechunk(chunked),
+        format!("{first}event: paid with card [REDACTED:card].\n")
+    );
+    assert_eq!(counter(&envoy, "detected.card"), 1);
+}
+
+/// The data of a chunked HTTP/1.1 body.
+fn dechunk(mut rest: &str) -> String {
+    let mut data = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return data;
+        }
+        data.push_str(&after[..size]);
+        rest = after[size..]
+            .strip_prefix("\r\n")
+            .expect("CRLF after a chunk");
     }
 }
 

@@ -18,6 +18,7 @@ pub mod query;
 pub mod redact;
 pub mod scanner;
 pub mod stream;
+pub mod tail;
 
 // Only in the Wasm module: every filter exports `_initialize`, so native
 // builds that link several filters (xtask, tests) leave the entry point out.

@@ -4,9 +4,11 @@
 
 use crate::detectors::{Builtin, Validator};
 use crate::redact::Action;
+use crate::tail::Tail;
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::Input;
+use regex_syntax::hir::Hir;
 
 /// Detector ids are bit positions in a [`DetectorSet`].
 pub const MAX_DETECTORS: usize = 64;
@@ -120,14 +122,19 @@ impl Catalog {
     }
 }
 
-/// The longest match `pattern` can have.
-fn longest_match(pattern: &str) -> Result<usize, String> {
-    let hir = regex_syntax::ParserBuilder::new()
+/// `pattern` parsed as the automata see it: bytes, ASCII classes.
+fn parse(pattern: &str) -> Result<Hir, String> {
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(pattern)
-        .map_err(|e| format!("invalid regex: {}", one_line(&e.to_string())))?;
+        .map_err(|e| format!("invalid regex: {}", one_line(&e.to_string())))
+}
+
+/// The longest match `pattern` can have.
+fn longest_match(pattern: &str) -> Result<usize, String> {
+    let hir = parse(pattern)?;
     let props = hir.properties();
     if props.minimum_len().unwrap_or(0) == 0 {
         return Err("the pattern can match the empty string".to_string());
@@ -165,9 +172,11 @@ struct Lane {
 #[derive(Debug)]
 pub struct Scanner {
     lanes: Vec<Lane>,
-    /// Bytes the stream holds back between chunks: the longest possible
-    /// match plus [`LOOK_AHEAD`].
+    /// The most bytes the stream may hold back between chunks: the longest
+    /// possible match plus [`LOOK_AHEAD`].
     window: usize,
+    /// Finds how much of that a given chunk's end actually needs held.
+    tail: Tail,
 }
 
 impl Scanner {
@@ -178,6 +187,7 @@ impl Scanner {
             .filter(|&id| id < catalog.patterns.len())
             .collect();
         let mut window = 0usize;
+        let mut parsed = Vec::with_capacity(ids.len());
         for &id in &ids {
             let pattern = catalog
                 .patterns
@@ -185,7 +195,21 @@ impl Scanner {
                 .map(String::as_str)
                 .unwrap_or_default();
             window = window.max(longest_match(pattern).map_err(|e| (id, e))?);
+            parsed.push(parse(pattern).map_err(|e| (id, e))?);
         }
+        // Without detectors nothing can match, and nothing is held.
+        let window = if ids.is_empty() {
+            0
+        } else {
+            window.saturating_add(LOOK_AHEAD)
+        };
+        let tail =
+            Tail::build(&parsed, LOOK_AHEAD as u32, window, NFA_SIZE_LIMIT).map_err(|e| {
+                (
+                    ids.first().copied().unwrap_or(0),
+                    format!("the detectors' prefix automaton: {}", one_line(&e)),
+                )
+            })?;
         let alone = |id: &usize| {
             catalog
                 .detector(*id)
@@ -201,12 +225,22 @@ impl Scanner {
         }
         Ok(Self {
             lanes,
-            window: window.saturating_add(LOOK_AHEAD),
+            window,
+            tail,
         })
     }
 
     pub fn window(&self) -> usize {
         self.window
+    }
+
+    /// The first byte of `hay[from..]` that a match may still need when more
+    /// bytes follow: every match starting before it is complete and final.
+    /// At most [`Scanner::window`] bytes from the end.
+    pub fn hold_from(&self, hay: &[u8], from: usize) -> usize {
+        self.tail
+            .live_from(hay, from)
+            .max(hay.len().saturating_sub(self.window))
     }
 
     /// The accepted matches starting in `from..start_limit` of `hay`, in

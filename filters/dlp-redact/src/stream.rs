@@ -1,11 +1,12 @@
 //! Streaming redaction of a body that arrives in chunks.
 //!
 //! Each chunk is appended to the bytes held back from the previous one and
-//! scanned. A position can only start a match whose bytes are all present
-//! once `window` (longest match + 1) bytes follow it, so everything before
-//! `len - window` is final and is emitted; the rest is held for the next
-//! chunk. A value split across any chunk boundary is therefore seen whole,
-//! and no byte is scanned more than once beyond that window. One byte of
+//! scanned. Then the scanner finds where the held bytes' end begins to look
+//! like the start of a match (see [`crate::tail`]): everything before that
+//! is final and is emitted, the rest is held for the next chunk, and only
+//! that rest is scanned again. It is usually a few bytes, and never more
+//! than the longest possible match plus the validators' look-ahead. A value
+//! split across any chunk boundary is therefore seen whole. One byte of
 //! emitted text stays in front of the held bytes as look-behind context for
 //! `\b`.
 
@@ -55,7 +56,9 @@ impl Stream {
         let final_before = if end_of_stream {
             len
         } else {
-            len.saturating_sub(pass.scanner.window()).max(self.context)
+            pass.scanner
+                .hold_from(&self.held, self.context)
+                .max(self.context)
         };
 
         let emitted_to = pass.redact_matches(&self.held, self.context, final_before, out, report);

@@ -1,0 +1,280 @@
+//! Where the bytes that may still become part of a match begin.
+//!
+//! Between two chunks of a body the stream must hold back every byte that a
+//! match could still need, and may release the rest at once. A byte can still
+//! be needed only if the text from it to the end of what has arrived is the
+//! beginning of some detector's match (plus the bytes a validator looks at
+//! after a match). So the automaton here recognises the *prefixes* of every
+//! active pattern, and is run backwards, anchored at the end of the held
+//! bytes: its leftmost match is the first byte that must be held. Ahead of
+//! it, every match is complete, and nothing there can change when more bytes
+//! arrive.
+//!
+//! In prose or JSON that is usually a few bytes (a word, a number), not the
+//! longest possible match: the stream releases text as it arrives, and the
+//! next chunk scans again only those few bytes.
+
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::{Anchored, Input, MatchKind};
+use regex_syntax::hir::{Dot, Hir, HirKind, Repetition};
+use std::sync::Mutex;
+
+/// The reverse automaton of the prefixes of a set of patterns.
+#[derive(Debug)]
+pub struct Tail {
+    dfa: DFA,
+    /// One cache for the VM's single thread; `try_lock` never waits.
+    cache: Mutex<Cache>,
+    /// The longest prefix; nothing before `len - longest` can be needed.
+    longest: usize,
+}
+
+impl Tail {
+    /// `patterns` are the parsed active patterns; `look_ahead` is how many
+    /// bytes after a match its validator reads; `longest` bounds the longest
+    /// match plus that look-ahead.
+    pub fn build(
+        patterns: &[Hir],
+        look_ahead: u32,
+        longest: usize,
+        nfa_size_limit: usize,
+    ) -> Result<Self, String> {
+        let after = Hir::repetition(Repetition {
+            min: 0,
+            max: Some(look_ahead),
+            greedy: true,
+            sub: Box::new(Hir::dot(Dot::AnyByte)),
+        });
+        let languages: Vec<Hir> = patterns
+            .iter()
+            .map(|p| {
+                let p = loosen(p);
+                Hir::alternation(vec![prefixes(&p), Hir::concat(vec![p, after.clone()])])
+            })
+            .collect();
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .reverse(true)
+                    .which_captures(thompson::WhichCaptures::None)
+                    .nfa_size_limit(Some(nfa_size_limit)),
+            )
+            .build_many_from_hir(&languages)
+            .map_err(|e| e.to_string())?;
+        let dfa = DFA::builder()
+            .configure(DFA::config().match_kind(MatchKind::All))
+            .build_from_nfa(nfa)
+            .map_err(|e| e.to_string())?;
+        let cache = Mutex::new(dfa.create_cache());
+        Ok(Self {
+            dfa,
+            cache,
+            longest,
+        })
+    }
+
+    /// The first byte of `hay[from..]` that a match may still need when more
+    /// bytes follow `hay`. Bytes before it can be released. When the search
+    /// cannot run, it answers with the conservative bound.
+    pub fn live_from(&self, hay: &[u8], from: usize) -> usize {
+        let len = hay.len();
+        let lo = len.saturating_sub(self.longest).max(from).min(len);
+        let Ok(mut cache) = self.cache.try_lock() else {
+            return lo;
+        };
+        let input = Input::new(hay).range(lo..len).anchored(Anchored::Yes);
+        match self.dfa.try_search_rev(&mut cache, &input) {
+            Ok(Some(m)) => m.offset(),
+            Ok(None) | Err(_) => lo,
+        }
+    }
+}
+
+/// The language of every prefix of a string `hir` matches, the empty string
+/// and the whole match included. Assertions (`\b`) are kept where a prefix
+/// goes past them, and dropped where it ends in front of them, since the
+/// bytes that decide them have not arrived yet.
+pub fn prefixes(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Hir::empty(),
+        HirKind::Literal(lit) => lit.0.iter().rev().fold(Hir::empty(), |rest, &b| {
+            optional(Hir::concat(vec![Hir::literal(vec![b]), rest]))
+        }),
+        HirKind::Class(_) => optional(hir.clone()),
+        HirKind::Repetition(rep) => {
+            if rep.max == Some(0) {
+                return Hir::empty();
+            }
+            if rep.sub.properties().maximum_len() == Some(1) {
+                // A prefix of n single-byte items is up to n of them.
+                return repeat(&rep.sub, 0, rep.max);
+            }
+            // Up to max-1 whole items, then a prefix of one more.
+            let whole = repeat(&rep.sub, 0, rep.max.map(|m| m - 1));
+            Hir::concat(vec![whole, prefixes(&rep.sub)])
+        }
+        HirKind::Capture(cap) => prefixes(&cap.sub),
+        HirKind::Concat(subs) => {
+            let mut backwards = subs.iter().rev();
+            let Some(last) = backwards.next() else {
+                return Hir::empty();
+            };
+            backwards.fold(prefixes(last), |rest, sub| {
+                // Either the prefix ends inside `sub`, or `sub` is whole and
+                // the prefix goes on into the rest.
+                Hir::alternation(vec![prefixes(sub), Hir::concat(vec![sub.clone(), rest])])
+            })
+        }
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(prefixes).collect()),
+    }
+}
+
+/// Repetitions of more than this many items are unbounded in the prefix
+/// automaton. Its search never looks further back than the longest match, so
+/// the count adds nothing there but NFA states (a PEM body's `{1,8192}` is
+/// 8,192 of them, and the prefixes need it three times).
+const LOOSEN_ABOVE: u32 = 64;
+
+/// `hir` with its long repetitions unbounded: it matches everything `hir`
+/// matches, and more only beyond the search's reach.
+fn loosen(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => hir.clone(),
+        HirKind::Repetition(rep) => {
+            let sub = loosen(&rep.sub);
+            match rep.max {
+                Some(max) if max <= LOOSEN_ABOVE => Hir::repetition(Repetition {
+                    min: rep.min,
+                    max: rep.max,
+                    greedy: true,
+                    sub: Box::new(sub),
+                }),
+                _ => repeat(&sub, 0, None),
+            }
+        }
+        HirKind::Capture(cap) => loosen(&cap.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(loosen).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(loosen).collect()),
+    }
+}
+
+fn optional(hir: Hir) -> Hir {
+    repeat(&hir, 0, Some(1))
+}
+
+fn repeat(hir: &Hir, min: u32, max: Option<u32>) -> Hir {
+    Hir::repetition(Repetition {
+        min,
+        max,
+        greedy: true,
+        sub: Box::new(hir.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_automata::meta::Regex;
+
+    fn hir(pattern: &str) -> Hir {
+        regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .unwrap()
+    }
+
+    /// Whether all of `text` is in the prefix language of `pattern`.
+    fn is_prefix(pattern: &str, text: &str) -> bool {
+        let whole = Hir::concat(vec![
+            Hir::look(regex_syntax::hir::Look::Start),
+            prefixes(&loosen(&hir(pattern))),
+            Hir::look(regex_syntax::hir::Look::End),
+        ]);
+        Regex::builder()
+            .build_from_hir(&whole)
+            .unwrap()
+            .is_match(text)
+    }
+
+    #[test]
+    fn every_prefix_of_a_match_is_in_the_prefix_language() {
+        let cases: &[(&str, &[&str])] = &[
+            (r"\bAB[0-9]{2}\b", &["AB12"]),
+            (
+                r"\b(?:[0-9]{4}(?: [0-9]{4}){3}|[0-9]{13,19})\b",
+                &["4111 1111 1111 1111", "4111111111111111"],
+            ),
+            (
+                r"-----BEGIN [A-Z ]{0,40}KEY-----[A-Za-z0-9+/=\n]{1,8192}-----END",
+                &["-----BEGIN RSA KEY-----MIIB\nAAA=-----END"],
+            ),
+            (
+                r"[a-z]{1,8}@(?:[a-z](?:[a-z-]{0,6}[a-z])?\.){1,3}[a-z]{2,4}",
+                &["ann@mail.example.org"],
+            ),
+            (
+                r"\b(?i:bearer)[ ]{1,8}[A-Za-z0-9.]{16,4096}",
+                &["Bearer  abcdefghijklmnop.qrs"],
+            ),
+        ];
+        for (pattern, matches) in cases {
+            for m in *matches {
+                assert!(
+                    Regex::new(pattern).unwrap().is_match(m),
+                    "{pattern} matches {m}"
+                );
+                for end in 0..=m.len() {
+                    assert!(is_prefix(pattern, &m[..end]), "{pattern}: {:?}", &m[..end]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_cannot_begin_a_match_is_not_in_the_prefix_language() {
+        assert!(!is_prefix(r"\bAB[0-9]{2}\b", "AC"));
+        assert!(!is_prefix(r"\bAB[0-9]{2}\b", "AB1x"));
+        assert!(!is_prefix(r"\bAB[0-9]{2}\b", "AB123"));
+        assert!(!is_prefix(r"\b[0-9]{4}(?: [0-9]{4}){3}\b", "4111  1111"));
+        assert!(!is_prefix(
+            r"-----BEGIN [A-Z ]{0,40}KEY-----",
+            "-----BEGIN rsa"
+        ));
+        assert!(!is_prefix(
+            r"\b(?i:bearer)[ ]{1,8}[A-Za-z0-9.]{16,4096}",
+            "Bearer x y"
+        ));
+    }
+
+    #[test]
+    fn the_hold_starts_at_the_earliest_live_prefix() {
+        let patterns = [hir(r"\bAB[0-9]{2}\b"), hir(r"\b[0-9]{3}-[0-9]{4}\b")];
+        let tail = Tail::build(&patterns, 2, 64, 1 << 20).unwrap();
+        let at = |text: &str| tail.live_from(text.as_bytes(), 0);
+        assert_eq!(at("nothing here. "), 14);
+        assert_eq!(at("call 555-12"), 5, "a phone number in progress");
+        assert_eq!(at("code AB1"), 5);
+        assert_eq!(
+            at("code AB12"),
+            5,
+            "complete, but the next byte decides \\b"
+        );
+        assert_eq!(
+            at("code AB12, "),
+            5,
+            "complete, within the validators' look-ahead"
+        );
+        assert_eq!(at("code AB12, ok"), 13, "complete and past the look-ahead");
+        assert_eq!(at("xAB1"), 4, "\\b fails before A: not a start");
+        assert_eq!(at("555-1 AB"), 6, "the earlier candidate died at the space");
+    }
+
+    #[test]
+    fn no_patterns_hold_nothing() {
+        let tail = Tail::build(&[], 2, 0, 1 << 20).unwrap();
+        assert_eq!(tail.live_from(b"anything", 0), 8);
+    }
+}
