@@ -641,6 +641,16 @@ fn throughput_of_the_default_set() {
         "base64, whole: {:.0} MB/s",
         b64.len() as f64 / start.elapsed().as_secs_f64() / 1e6
     );
+    for chunk in [16 * 1024, 1024] {
+        let cuts: Vec<usize> = (chunk..b64.len()).step_by(chunk).collect();
+        stream_split(&p, &b64, &cuts);
+        let start = std::time::Instant::now();
+        stream_split(&p, &b64, &cuts);
+        println!(
+            "base64, chunk {chunk:>6}: {:.0} MB/s",
+            b64.len() as f64 / start.elapsed().as_secs_f64() / 1e6
+        );
+    }
     for b in BUILTINS.iter().filter(|b| !b.opt_in) {
         let q = policy_with(json!({"detectors": {b.name: {"enabled": false}}}), true).unwrap();
         let cuts: Vec<usize> = (16384..body.len()).step_by(16384).collect();
