@@ -478,6 +478,33 @@ fn text_that_cannot_begin_a_value_is_forwarded_before_the_next_piece_arrives() {
     assert_eq!(counter(&envoy, "detected.card"), 1);
 }
 
+#[test]
+fn long_tokens_are_redacted_whole_across_many_pieces() {
+    // Longer than the usual bounds of the patterns (bearer tokens 4096,
+    // JWT payloads 6144), within what streaming holds back.
+    let token = "A1b2C3d4".repeat(750);
+    let jwt = format!(
+        "eyJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
+        "eyJzdWIiOiIx".repeat(583)
+    );
+    let body = format!("Authorization: Bearer {token}\njwt {jwt} end\n");
+    let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
+    let up = BodyUpstream::start();
+    up.serve(
+        "/tokens",
+        ResponseSpec::new(body).split_at(&cuts).chunk_delay_ms(1),
+    );
+    let envoy = start(&up, ALL_TAG);
+    let resp = get_streamed(envoy.port(), "/tokens", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.text(),
+        "Authorization: Bearer [REDACTED:bearer_token]\njwt [REDACTED:jwt] end\n"
+    );
+    assert_eq!(counter(&envoy, "detected.bearer_token"), 1);
+    assert_eq!(counter(&envoy, "detected.jwt"), 1);
+}
+
 /// The data of a chunked HTTP/1.1 body.
 fn dechunk(mut rest: &str) -> String {
     let mut data = String::new();

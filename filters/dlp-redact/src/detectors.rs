@@ -90,14 +90,14 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "slack_token",
-        description: "Slack token: xoxa-/xoxb-/xoxp-/xoxo-/xoxr-/xoxs- + 10-100 characters",
+        description: "Slack token: xoxa-/xoxb-/xoxp-/xoxo-/xoxr-/xoxs- + 10 or more characters",
         pattern: r"\bxox[abpors]-[A-Za-z0-9-]{10,100}",
         validator: Validator::None,
         opt_in: false,
     },
     Builtin {
         name: "stripe_key",
-        description: "Stripe API key: sk_/rk_/pk_ + live_/test_ + 10-99 characters",
+        description: "Stripe API key: sk_/rk_/pk_ + live_/test_ + 10 or more characters",
         pattern: r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,99}\b",
         validator: Validator::None,
         opt_in: false,

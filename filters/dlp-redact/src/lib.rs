@@ -16,6 +16,7 @@ pub mod glue;
 pub mod json_fields;
 pub mod query;
 pub mod redact;
+pub mod rewrite;
 pub mod scanner;
 pub mod stream;
 pub mod tail;

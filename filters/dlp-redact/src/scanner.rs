@@ -4,9 +4,9 @@
 
 use crate::detectors::{Builtin, Validator};
 use crate::redact::Action;
+use crate::rewrite::open_long_ranges;
 use crate::tail::Tail;
 use regex_automata::meta::Regex;
-use regex_automata::util::syntax;
 use regex_automata::Input;
 use regex_syntax::hir::Hir;
 
@@ -267,24 +267,24 @@ impl Scanner {
 
 impl Lane {
     fn build(catalog: &Catalog, ids: Vec<usize>) -> Result<Self, (usize, String)> {
-        let patterns: Vec<&str> = ids
-            .iter()
-            .map(|&id| {
-                catalog
-                    .patterns
-                    .get(id)
-                    .map(String::as_str)
-                    .unwrap_or_default()
-            })
-            .collect();
+        let mut hirs = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let pattern = catalog
+                .patterns
+                .get(id)
+                .map(String::as_str)
+                .unwrap_or_default();
+            let hir = parse(pattern).map_err(|e| (id, e))?;
+            let builtin = catalog.detector(id).is_some_and(|d| d.builtin);
+            hirs.push(if builtin { open_long_ranges(&hir) } else { hir });
+        }
         let regex = Regex::builder()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
             .configure(
                 Regex::config()
                     .nfa_size_limit(Some(NFA_SIZE_LIMIT))
                     .utf8_empty(false),
             )
-            .build_many(&patterns)
+            .build_many_from_hir(&hirs)
             .map_err(|e| {
                 let index = e.pattern().map(|p| p.as_usize()).unwrap_or(0);
                 let id = ids.get(index).copied().unwrap_or(0);

@@ -14,10 +14,11 @@
 //! longest possible match: the stream releases text as it arrives, and the
 //! next chunk scans again only those few bytes.
 
+use crate::rewrite::{loosen, prefixes};
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson;
 use regex_automata::{Anchored, Input, MatchKind};
-use regex_syntax::hir::{Dot, Hir, HirKind, Repetition};
+use regex_syntax::hir::{Dot, Hir, Repetition};
 use std::sync::Mutex;
 
 /// The reverse automaton of the prefixes of a set of patterns.
@@ -91,90 +92,10 @@ impl Tail {
     }
 }
 
-/// The language of every prefix of a string `hir` matches, the empty string
-/// and the whole match included. Assertions (`\b`) are kept where a prefix
-/// goes past them, and dropped where it ends in front of them, since the
-/// bytes that decide them have not arrived yet.
-pub fn prefixes(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => Hir::empty(),
-        HirKind::Literal(lit) => lit.0.iter().rev().fold(Hir::empty(), |rest, &b| {
-            optional(Hir::concat(vec![Hir::literal(vec![b]), rest]))
-        }),
-        HirKind::Class(_) => optional(hir.clone()),
-        HirKind::Repetition(rep) => {
-            if rep.max == Some(0) {
-                return Hir::empty();
-            }
-            if rep.sub.properties().maximum_len() == Some(1) {
-                // A prefix of n single-byte items is up to n of them.
-                return repeat(&rep.sub, 0, rep.max);
-            }
-            // Up to max-1 whole items, then a prefix of one more.
-            let whole = repeat(&rep.sub, 0, rep.max.map(|m| m - 1));
-            Hir::concat(vec![whole, prefixes(&rep.sub)])
-        }
-        HirKind::Capture(cap) => prefixes(&cap.sub),
-        HirKind::Concat(subs) => {
-            let mut backwards = subs.iter().rev();
-            let Some(last) = backwards.next() else {
-                return Hir::empty();
-            };
-            backwards.fold(prefixes(last), |rest, sub| {
-                // Either the prefix ends inside `sub`, or `sub` is whole and
-                // the prefix goes on into the rest.
-                Hir::alternation(vec![prefixes(sub), Hir::concat(vec![sub.clone(), rest])])
-            })
-        }
-        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(prefixes).collect()),
-    }
-}
-
-/// Repetitions of more than this many items are unbounded in the prefix
-/// automaton. Its search never looks further back than the longest match, so
-/// the count adds nothing there but NFA states (a PEM body's `{1,8192}` is
-/// 8,192 of them, and the prefixes need it three times).
-const LOOSEN_ABOVE: u32 = 64;
-
-/// `hir` with its long repetitions unbounded: it matches everything `hir`
-/// matches, and more only beyond the search's reach.
-fn loosen(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => hir.clone(),
-        HirKind::Repetition(rep) => {
-            let sub = loosen(&rep.sub);
-            match rep.max {
-                Some(max) if max <= LOOSEN_ABOVE => Hir::repetition(Repetition {
-                    min: rep.min,
-                    max: rep.max,
-                    greedy: true,
-                    sub: Box::new(sub),
-                }),
-                _ => repeat(&sub, 0, None),
-            }
-        }
-        HirKind::Capture(cap) => loosen(&cap.sub),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(loosen).collect()),
-        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(loosen).collect()),
-    }
-}
-
-fn optional(hir: Hir) -> Hir {
-    repeat(&hir, 0, Some(1))
-}
-
-fn repeat(hir: &Hir, min: u32, max: Option<u32>) -> Hir {
-    Hir::repetition(Repetition {
-        min,
-        max,
-        greedy: true,
-        sub: Box::new(hir.clone()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::{loosen, prefixes};
     use regex_automata::meta::Regex;
 
     fn hir(pattern: &str) -> Hir {
