@@ -2,6 +2,11 @@
 
 use regex_syntax::hir::{Hir, HirKind, Repetition};
 
+/// Repetitions of more than this many items count in NFA and DFA states: a
+/// JWT's `{2,6144}` is 6,144 of them, and a lazy DFA walking through a token
+/// makes a new state for every byte of it.
+const LONG: u32 = 64;
+
 /// `hir` with its long ranges (`{10,1024}`) open-ended (`{10,}`), for the
 /// built-in detectors' scan. It finds the same values up to the old bound
 /// (each such range in a built-in pattern ends where its class of bytes
@@ -49,7 +54,7 @@ pub fn prefixes(hir: &Hir) -> Hir {
                 return repeat(&rep.sub, 0, rep.max);
             }
             // Up to max-1 whole items, then a prefix of one more.
-            let whole = repeat(&rep.sub, 0, rep.max.map(|m| m - 1));
+            let whole = repeat(&rep.sub, 0, rep.max.map(|m| m.saturating_sub(1)));
             Hir::concat(vec![whole, prefixes(&rep.sub)])
         }
         HirKind::Capture(cap) => prefixes(&cap.sub),
@@ -67,11 +72,6 @@ pub fn prefixes(hir: &Hir) -> Hir {
         HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(prefixes).collect()),
     }
 }
-
-/// Repetitions of more than this many items count in NFA and DFA states: a
-/// JWT's `{2,6144}` is 6,144 of them, and a lazy DFA walking through a token
-/// makes a new state for every byte of it.
-const LONG: u32 = 64;
 
 /// `hir` with every long repetition unbounded and optional (`{0,}`): it
 /// matches everything `hir` matches, and more. For the prefix automaton,
