@@ -1,12 +1,12 @@
 //! dlp-redact: a proxy-wasm filter that finds card numbers, national IDs,
 //! credentials and personal data in request and response bodies, headers and
-//! query strings, and masks, hashes, removes, tags or blocks them, streaming
-//! with a bounded overlap window between body chunks.
+//! query strings, and masks, hashes, removes, tags or blocks them, streaming:
+//! between body chunks it holds back only what may still begin a value.
 //!
 //! - [`config`]: serde types and validation;
 //! - [`detectors`]: the built-in catalog and validators;
-//! - [`scanner`], [`redact`], [`stream`], [`json_fields`]: pure logic,
-//!   unit-tested natively;
+//! - [`scanner`], [`redact`], [`stream`], [`tail`], [`rewrite`],
+//!   [`json_fields`]: pure logic, unit-tested natively;
 //! - [`glue`]: the proxy-wasm contexts.
 
 pub mod body;
