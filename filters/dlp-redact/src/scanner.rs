@@ -120,6 +120,13 @@ impl Catalog {
     pub fn detector_id(&self, name: &str) -> Option<usize> {
         self.detectors.iter().position(|d| d.name == name)
     }
+
+    fn pattern(&self, id: usize) -> &str {
+        self.patterns
+            .get(id)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
 }
 
 /// `pattern` parsed as the automata see it: bytes, ASCII classes.
@@ -134,7 +141,12 @@ fn parse(pattern: &str) -> Result<Hir, String> {
 
 /// The longest match `pattern` can have.
 fn longest_match(pattern: &str) -> Result<usize, String> {
-    let hir = parse(pattern)?;
+    bounded_length(&parse(pattern)?)
+}
+
+/// The longest match of a parsed pattern, which must be bounded and must not
+/// match the empty string.
+fn bounded_length(hir: &Hir) -> Result<usize, String> {
     let props = hir.properties();
     if props.minimum_len().unwrap_or(0) == 0 {
         return Err("the pattern can match the empty string".to_string());
@@ -157,6 +169,9 @@ fn longest_match(pattern: &str) -> Result<usize, String> {
 /// thrash its cache: 7 MB/s for 1 MiB of base64. Alone, the engine finds it
 /// through its `@` literal at GB/s.
 const SCANNED_ALONE: &[&str] = &["email"];
+
+/// A detector id and its parsed pattern.
+type Parsed = (usize, Hir);
 
 /// One automaton over some of the active detectors.
 #[derive(Debug)]
@@ -187,15 +202,11 @@ impl Scanner {
             .filter(|&id| id < catalog.patterns.len())
             .collect();
         let mut window = 0usize;
-        let mut parsed = Vec::with_capacity(ids.len());
+        let mut parsed: Vec<Parsed> = Vec::with_capacity(ids.len());
         for &id in &ids {
-            let pattern = catalog
-                .patterns
-                .get(id)
-                .map(String::as_str)
-                .unwrap_or_default();
-            window = window.max(longest_match(pattern).map_err(|e| (id, e))?);
-            parsed.push(parse(pattern).map_err(|e| (id, e))?);
+            let hir = parse(catalog.pattern(id)).map_err(|e| (id, e))?;
+            window = window.max(bounded_length(&hir).map_err(|e| (id, e))?);
+            parsed.push((id, hir));
         }
         // Without detectors nothing can match, and nothing is held.
         let window = if ids.is_empty() {
@@ -203,25 +214,26 @@ impl Scanner {
         } else {
             window.saturating_add(LOOK_AHEAD)
         };
-        let tail =
-            Tail::build(&parsed, LOOK_AHEAD as u32, window, NFA_SIZE_LIMIT).map_err(|e| {
-                (
-                    ids.first().copied().unwrap_or(0),
-                    format!("the detectors' prefix automaton: {}", one_line(&e)),
-                )
-            })?;
-        let alone = |id: &usize| {
+        let hirs: Vec<&Hir> = parsed.iter().map(|(_, hir)| hir).collect();
+        let tail = Tail::build(&hirs, LOOK_AHEAD as u32, window, NFA_SIZE_LIMIT).map_err(|e| {
+            (
+                ids.first().copied().unwrap_or(0),
+                format!("the detectors' prefix automaton: {}", one_line(&e)),
+            )
+        })?;
+        let alone = |id: usize| {
             catalog
-                .detector(*id)
+                .detector(id)
                 .is_some_and(|d| d.builtin && SCANNED_ALONE.contains(&d.name.as_str()))
         };
-        let (separate, combined): (Vec<usize>, Vec<usize>) = ids.iter().partition(|id| alone(id));
+        let (separate, combined): (Vec<&Parsed>, Vec<&Parsed>) =
+            parsed.iter().partition(|(id, _)| alone(*id));
         let mut lanes = Vec::with_capacity(separate.len() + 1);
         if !combined.is_empty() {
-            lanes.push(Lane::build(catalog, combined)?);
+            lanes.push(Lane::build(catalog, &combined)?);
         }
-        for id in separate {
-            lanes.push(Lane::build(catalog, vec![id])?);
+        for detector in separate {
+            lanes.push(Lane::build(catalog, &[detector])?);
         }
         Ok(Self {
             lanes,
@@ -266,18 +278,20 @@ impl Scanner {
 }
 
 impl Lane {
-    fn build(catalog: &Catalog, ids: Vec<usize>) -> Result<Self, (usize, String)> {
-        let mut hirs = Vec::with_capacity(ids.len());
-        for &id in &ids {
-            let pattern = catalog
-                .patterns
-                .get(id)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let hir = parse(pattern).map_err(|e| (id, e))?;
-            let builtin = catalog.detector(id).is_some_and(|d| d.builtin);
-            hirs.push(if builtin { open_long_ranges(&hir) } else { hir });
-        }
+    /// Compiles parsed patterns, each with its detector id.
+    fn build(catalog: &Catalog, detectors: &[&Parsed]) -> Result<Self, (usize, String)> {
+        let ids: Vec<usize> = detectors.iter().map(|(id, _)| *id).collect();
+        let hirs: Vec<Hir> = detectors
+            .iter()
+            .map(|(id, hir)| {
+                let builtin = catalog.detector(*id).is_some_and(|d| d.builtin);
+                if builtin {
+                    open_long_ranges(hir)
+                } else {
+                    hir.clone()
+                }
+            })
+            .collect();
         let regex = Regex::builder()
             .configure(
                 Regex::config()

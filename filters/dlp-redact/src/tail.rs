@@ -36,7 +36,7 @@ impl Tail {
     /// bytes after a match its validator reads; `longest` bounds the longest
     /// match plus that look-ahead.
     pub fn build(
-        patterns: &[Hir],
+        patterns: &[&Hir],
         look_ahead: u32,
         longest: usize,
         nfa_size_limit: usize,
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn the_hold_starts_at_the_earliest_live_prefix() {
         let patterns = [hir(r"\bAB[0-9]{2}\b"), hir(r"\b[0-9]{3}-[0-9]{4}\b")];
-        let tail = Tail::build(&patterns, 2, 64, 1 << 20).unwrap();
+        let tail = Tail::build(&[&patterns[0], &patterns[1]], 2, 64, 1 << 20).unwrap();
         let at = |text: &str| tail.live_from(text.as_bytes(), 0);
         assert_eq!(at("nothing here. "), 14);
         assert_eq!(at("call 555-12"), 5, "a phone number in progress");
