@@ -135,6 +135,15 @@ fn the_stream_holds_back_at_most_the_window() {
     assert_eq!(stream.pending(), 0);
 }
 
+/// Every built-in detector on, the opt-in ones too, with its default action.
+fn every_builtin_policy() -> Policy {
+    let all_on = BUILTINS
+        .iter()
+        .map(|b| (b.name.to_string(), json!({"enabled": true})))
+        .collect::<serde_json::Map<_, _>>();
+    policy_with(json!({ "detectors": all_on }), true).unwrap()
+}
+
 /// Every corpus positive, far apart in filler text: a body many windows long
 /// whose matches are sparse, so that most chunks end with no match pending.
 /// Also returns how many values it holds.
@@ -155,11 +164,7 @@ fn sparse_document() -> (Vec<u8>, u64) {
 
 #[test]
 fn a_sparse_body_streams_to_the_same_bytes_in_any_chunk_size() {
-    let all_on = BUILTINS
-        .iter()
-        .map(|b| (b.name.to_string(), json!({"enabled": true})))
-        .collect::<serde_json::Map<_, _>>();
-    let p = policy_with(json!({ "detectors": all_on }), true).unwrap();
+    let p = every_builtin_policy();
     let (body, values) = sparse_document();
     let (whole, whole_report) = stream_split(&p, &body, &[]);
     assert_eq!(whole_report.redacted, values);
@@ -827,11 +832,7 @@ fn random_documents_stream_to_the_same_bytes_as_whole_bodies() {
         ]
         .map(String::from),
     );
-    let all_on = BUILTINS
-        .iter()
-        .map(|b| (b.name.to_string(), json!({"enabled": true})))
-        .collect::<serde_json::Map<_, _>>();
-    let p = policy_with(json!({ "detectors": all_on }), true).unwrap();
+    let p = every_builtin_policy();
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = |n: usize| {
         seed ^= seed << 13;
@@ -860,11 +861,7 @@ fn random_documents_stream_to_the_same_bytes_as_whole_bodies() {
 /// not part of an e-mail domain), cut at every position.
 #[test]
 fn values_decided_by_the_bytes_after_them_stream_like_whole_bodies() {
-    let all_on = BUILTINS
-        .iter()
-        .map(|b| (b.name.to_string(), json!({"enabled": true})))
-        .collect::<serde_json::Map<_, _>>();
-    let p = policy_with(json!({ "detectors": all_on }), true).unwrap();
+    let p = every_builtin_policy();
     for (body, want) in [
         (
             "paid 4111111111111111.5 and 4111111111111111. done",
