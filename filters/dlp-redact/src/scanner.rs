@@ -248,7 +248,9 @@ impl Scanner {
 
     /// The first byte of `hay[from..]` that a match may still need when more
     /// bytes follow: every match starting before it is complete and final.
-    /// At most [`Scanner::window`] bytes from the end.
+    /// At most [`Scanner::window`] bytes from the end, so a built-in value
+    /// longer than the window (its long ranges are open-ended in the scan)
+    /// is redacted up to where it had to be passed on.
     pub fn hold_from(&self, hay: &[u8], from: usize) -> usize {
         self.tail
             .live_from(hay, from)
