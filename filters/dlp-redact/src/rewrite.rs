@@ -101,7 +101,8 @@ fn optional(hir: Hir) -> Hir {
     repeat(&hir, 0, Some(1))
 }
 
-fn repeat(hir: &Hir, min: u32, max: Option<u32>) -> Hir {
+/// `hir` repeated `min` to `max` times (greedy; `None`: no upper bound).
+pub fn repeat(hir: &Hir, min: u32, max: Option<u32>) -> Hir {
     Hir::repetition(Repetition {
         min,
         max,

@@ -252,9 +252,7 @@ impl Scanner {
     /// longer than the window (its long ranges are open-ended in the scan)
     /// is redacted up to where it had to be passed on.
     pub fn hold_from(&self, hay: &[u8], from: usize) -> usize {
-        self.tail
-            .live_from(hay, from)
-            .max(hay.len().saturating_sub(self.window))
+        self.tail.live_from(hay, from)
     }
 
     /// The accepted matches starting in `from..start_limit` of `hay`, in

@@ -56,9 +56,7 @@ impl Stream {
         let final_before = if end_of_stream {
             len
         } else {
-            pass.scanner
-                .hold_from(&self.held, self.context)
-                .max(self.context)
+            pass.scanner.hold_from(&self.held, self.context)
         };
 
         let emitted_to = pass.redact_matches(&self.held, self.context, final_before, out, report);

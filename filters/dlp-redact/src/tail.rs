@@ -14,11 +14,11 @@
 //! longest possible match: the stream releases text as it arrives, and the
 //! next chunk scans again only those few bytes.
 
-use crate::rewrite::{loosen, prefixes};
+use crate::rewrite::{loosen, prefixes, repeat};
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson;
 use regex_automata::{Anchored, Input, MatchKind};
-use regex_syntax::hir::{Dot, Hir, Repetition};
+use regex_syntax::hir::{Dot, Hir};
 use std::sync::Mutex;
 
 /// The reverse automaton of the prefixes of a set of patterns.
@@ -41,12 +41,7 @@ impl Tail {
         longest: usize,
         nfa_size_limit: usize,
     ) -> Result<Self, String> {
-        let after = Hir::repetition(Repetition {
-            min: 0,
-            max: Some(look_ahead),
-            greedy: true,
-            sub: Box::new(Hir::dot(Dot::AnyByte)),
-        });
+        let after = repeat(&Hir::dot(Dot::AnyByte), 0, Some(look_ahead));
         let languages: Vec<Hir> = patterns
             .iter()
             .map(|p| {
@@ -76,8 +71,9 @@ impl Tail {
     }
 
     /// The first byte of `hay[from..]` that a match may still need when more
-    /// bytes follow `hay`. Bytes before it can be released. When the search
-    /// cannot run, it answers with the conservative bound.
+    /// bytes follow `hay`, never before `from` nor more than `longest` bytes
+    /// from the end. Bytes before it can be released. When the search cannot
+    /// run, it answers with the conservative bound.
     pub fn live_from(&self, hay: &[u8], from: usize) -> usize {
         let len = hay.len();
         let lo = len.saturating_sub(self.longest).max(from).min(len);
