@@ -96,7 +96,8 @@ fn response_pieces_reach_envoy_filters_as_separate_chunks() {
     assert_eq!(resp.header("content-type"), Some("text/plain"));
     assert_eq!(logged_chunks(&envoy, "chunk", "a"), [10, 40, 1, 69, 80]);
 
-    // x-split-at overrides, content-length framing, 1 ms between pieces
+    // x-split-at overrides, content-length framing, 20 ms between pieces
+    // (with 1 ms, two one-byte pieces were once read as one on a busy CI machine)
     for (id, splits) in [
         ("b", vec![1usize, 2, 3]),
         ("c", vec![199]),
@@ -114,7 +115,7 @@ fn response_pieces_reach_envoy_filters_as_separate_chunks() {
                 ("x-echo-header-x-test-id", id),
                 ("x-split-at", &header),
                 ("x-framing", "content-length"),
-                ("x-chunk-delay-ms", "1"),
+                ("x-chunk-delay-ms", "20"),
             ],
         );
         assert_eq!(resp.status, 200);
