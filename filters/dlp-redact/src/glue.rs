@@ -409,9 +409,9 @@ impl Redact {
                 let chunk = read_body(direction, size);
                 let started = host::unix_ns();
                 let mut out = Vec::with_capacity(chunk.len().saturating_add(64));
-                stream.push(&pass, &chunk, end_of_stream, &mut out, &mut report);
+                let unchanged = stream.push(&pass, &chunk, end_of_stream, &mut out, &mut report);
                 scan_ns = scan_ns.saturating_add(host::unix_ns().saturating_sub(started));
-                if out != chunk {
+                if !unchanged {
                     write_body(direction, size, &out);
                 }
                 if end_of_stream {
@@ -460,10 +460,13 @@ impl Redact {
         let started = host::unix_ns();
         let mut report = Report::default();
         let mut fields = 0u64;
-        let redacted = match (json, &policy.json_fields) {
+        let (redacted, unchanged) = match (json, &policy.json_fields) {
             (true, Some(fields_cfg)) => {
                 match redact_json(&body, fields_cfg, pass, &mut report, &mut fields) {
-                    Ok(out) => out,
+                    Ok(out) => {
+                        let unchanged = out == body;
+                        (out, unchanged)
+                    }
                     Err(_) => {
                         shared.metrics.invalid_json.inc();
                         match policy.on_invalid_json {
@@ -488,7 +491,7 @@ impl Redact {
             let refusal = Refusal::sensitive(direction, &self.blocker_name(blocker));
             return self.refuse_buffered(direction, size, &refusal);
         }
-        if redacted != body {
+        if !unchanged {
             write_body(direction, size, &redacted);
         }
         Action::Continue
@@ -564,10 +567,11 @@ impl Redact {
     }
 }
 
-fn scan_whole(pass: &Pass, body: &[u8], report: &mut Report) -> Vec<u8> {
+/// The redacted body, and whether it is the body unchanged.
+fn scan_whole(pass: &Pass, body: &[u8], report: &mut Report) -> (Vec<u8>, bool) {
     let mut out = Vec::with_capacity(body.len());
-    Stream::default().push(pass, body, true, &mut out, report);
-    out
+    let unchanged = Stream::default().push(pass, body, true, &mut out, report);
+    (out, unchanged)
 }
 
 impl HttpContext for Redact {

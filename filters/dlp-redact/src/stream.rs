@@ -41,6 +41,10 @@ impl Stream {
     /// everything pending is emitted. `block` acts as `tag` here: a streamed
     /// body cannot be refused once parts of it went out, and the caller
     /// buffers instead when blocking must be possible.
+    ///
+    /// Returns whether `out` is exactly `chunk`: nothing was pending before
+    /// it, nothing in it was redacted and nothing of it is held. The caller
+    /// then leaves the host's buffer alone, without comparing the bytes.
     pub fn push(
         &mut self,
         pass: &Pass,
@@ -48,8 +52,9 @@ impl Stream {
         end_of_stream: bool,
         out: &mut Vec<u8>,
         report: &mut Report,
-    ) {
+    ) -> bool {
         self.scanned = self.scanned.saturating_add(chunk.len() as u64);
+        let nothing_pending = self.pending() == 0;
         self.held.extend_from_slice(chunk);
         self.peak = self.peak.max(self.held.len());
         let len = self.held.len();
@@ -64,6 +69,7 @@ impl Stream {
         // A match may end past `final_before`: it is complete, and emitted whole.
         let cut = emitted_to.max(final_before);
         out.extend_from_slice(self.held.get(emitted_to..cut).unwrap_or_default());
+        let unchanged = nothing_pending && emitted_to == self.context && cut == len;
         if end_of_stream {
             self.held.clear();
             self.context = 0;
@@ -72,5 +78,6 @@ impl Stream {
             self.held.drain(..keep_from);
             self.context = 1;
         }
+        unchanged
     }
 }

@@ -52,10 +52,43 @@ fn stream_split(p: &Policy, body: &[u8], cuts: &[usize]) -> (Vec<u8>, Report) {
     let mut from = 0;
     for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
         let eos = cut == body.len();
-        stream.push(&pass(p), &body[from..cut], eos, &mut out, &mut report);
+        let before = out.len();
+        let unchanged = stream.push(&pass(p), &body[from..cut], eos, &mut out, &mut report);
+        if unchanged {
+            // The filter would leave Envoy's chunk as it is.
+            assert_eq!(&out[before..], &body[from..cut], "chunk {from}..{cut}");
+        }
         from = cut;
     }
     (out, report)
+}
+
+#[test]
+fn a_stream_reports_the_chunks_it_passes_through_unchanged() {
+    let p = policy_with(json!({}), true).unwrap();
+    let mut stream = Stream::default();
+    let (mut out, mut report) = (Vec::new(), Report::default());
+    let mut push = |chunk: &[u8], eos: bool| {
+        let before = out.len();
+        let unchanged = stream.push(&pass(&p), chunk, eos, &mut out, &mut report);
+        (unchanged, out[before..].to_vec())
+    };
+    // Nothing held, nothing found: Envoy's chunk stays as it is.
+    assert_eq!(push(b"Nothing to see. ", false), (true, b"Nothing to see. ".to_vec()));
+    // The digits are held back: the chunk must be rewritten shorter.
+    assert_eq!(push(b"Card 4111 1111", false), (false, b"Card ".to_vec()));
+    // The held digits go out in front of this chunk, redacted.
+    assert_eq!(
+        push(b" 1111 1111 paid. ", false),
+        (false, b"[REDACTED:card] paid. ".to_vec())
+    );
+    assert_eq!(push(b"All clear. ", false), (true, b"All clear. ".to_vec()));
+    // A value inside one chunk is redacted in place.
+    assert_eq!(
+        push(b"Mail bob@example.com now. ", false),
+        (false, b"Mail [REDACTED:email] now. ".to_vec())
+    );
+    assert_eq!(push(b"The end", true), (true, b"The end".to_vec()));
 }
 
 fn custom(detectors: Value) -> Policy {
