@@ -74,7 +74,10 @@ fn a_stream_reports_the_chunks_it_passes_through_unchanged() {
         (unchanged, out[before..].to_vec())
     };
     // Nothing held, nothing found: Envoy's chunk stays as it is.
-    assert_eq!(push(b"Nothing to see. ", false), (true, b"Nothing to see. ".to_vec()));
+    assert_eq!(
+        push(b"Nothing to see. ", false),
+        (true, b"Nothing to see. ".to_vec())
+    );
     // The digits are held back: the chunk must be rewritten shorter.
     assert_eq!(push(b"Card 4111 1111", false), (false, b"Card ".to_vec()));
     // The held digits go out in front of this chunk, redacted.
