@@ -505,6 +505,107 @@ fn long_tokens_are_redacted_whole_across_many_pieces() {
     assert_eq!(counter(&envoy, "detected.jwt"), 1);
 }
 
+/// A JWT (12 KB of claims), a bearer token (10 KB) and a PEM key block
+/// (11 KB, JSON-escaped newlines): each longer than what the stream holds
+/// back between chunks (about 8 KiB), sent in 1,000-byte pieces.
+fn values_longer_than_the_window() -> Vec<(&'static str, String)> {
+    let jwt = format!(
+        "eyJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
+        "eyJzdWIiOiIx".repeat(1000)
+    );
+    let bearer = format!("Bearer {}", "A1b2C3d4".repeat(1250));
+    let pem = format!(
+        "-----BEGIN RSA PRIVATE KEY-----\\n{}-----END RSA PRIVATE KEY-----",
+        "MIIEowIBAAKCAQEAx1b2C3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0u1v2w3x4\\n".repeat(165)
+    );
+    vec![
+        ("jwt", jwt),
+        ("bearer_token", bearer),
+        ("pem_private_key", pem),
+    ]
+}
+
+#[test]
+fn values_longer_than_the_window_never_pass_when_split() {
+    let up = BodyUpstream::start();
+    let values = values_longer_than_the_window();
+    let mut want = String::from("{");
+    let mut body = String::from("{");
+    for (i, (detector, value)) in values.iter().enumerate() {
+        let kept = if *detector == "bearer_token" {
+            "Bearer "
+        } else {
+            ""
+        };
+        body.push_str(&format!("\"v{i}\":\"{value}\","));
+        want.push_str(&format!("\"v{i}\":\"{kept}[REDACTED:{detector}]\","));
+    }
+    body.push_str("\"mail\":\"bob@example.com\"}");
+    want.push_str("\"mail\":\"[REDACTED:email]\"}");
+    let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
+    up.serve(
+        "/long",
+        ResponseSpec::new(body.clone())
+            .split_at(&cuts)
+            .chunk_delay_ms(1),
+    );
+    let envoy = start(&up, ALL_TAG);
+    let resp = get_streamed(envoy.port(), "/long", &[]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete);
+    assert!(
+        resp.text() == want,
+        "got {} bytes: {}...",
+        resp.text().len(),
+        resp.text().get(..300).unwrap_or_default()
+    );
+    for (detector, _) in &values {
+        assert_eq!(
+            counter(&envoy, &format!("detected.{detector}")),
+            1,
+            "{detector}"
+        );
+    }
+    assert_eq!(counter(&envoy, "redacted"), 4);
+    assert_eq!(counter(&envoy, "bytes_scanned"), body.len() as u64);
+}
+
+#[test]
+fn a_masked_value_longer_than_the_window_keeps_the_length() {
+    let up = BodyUpstream::start();
+    let (_, jwt) = values_longer_than_the_window().remove(0);
+    let body = format!("token {jwt} end");
+    let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
+    up.serve(
+        "/long",
+        ResponseSpec::new(body.clone())
+            .split_at(&cuts)
+            .chunk_delay_ms(1)
+            .framing(Framing::ContentLength),
+    );
+    let envoy = start(
+        &up,
+        r#"{ "default_action": { "action": "mask" }, "detectors": { "jwt": { "action": "mask", "keep_last": 4 } } }"#,
+    );
+    let resp = get_streamed(envoy.port(), "/long", &[]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete);
+    let masked: String = jwt
+        .chars()
+        .map(|c| if c == '.' { '.' } else { '*' })
+        .collect();
+    assert!(
+        resp.text() == format!("token {masked} end"),
+        "{}",
+        resp.text().get(..200).unwrap_or_default()
+    );
+    assert_eq!(
+        resp.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(counter(&envoy, "detected.jwt"), 1);
+}
+
 /// The data of a chunked HTTP/1.1 body.
 fn dechunk(mut rest: &str) -> String {
     let mut data = String::new();

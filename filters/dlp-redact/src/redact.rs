@@ -47,6 +47,18 @@ impl Action {
             Action::Alert => out.extend_from_slice(value),
         }
     }
+
+    /// Writes what replaces more bytes of a value whose replacement was
+    /// already written ([`crate::scanner::Detector::redact_open_into`]):
+    /// mask characters for `mask`, the bytes as they are for `alert`, and
+    /// nothing for the others.
+    pub fn apply_rest(&self, rest: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Action::Mask { mask_char, .. } => mask(rest, 0, *mask_char, out),
+            Action::Alert => out.extend_from_slice(rest),
+            Action::Hash | Action::Remove | Action::Tag | Action::Block => {}
+        }
+    }
 }
 
 /// Letters, digits and non-ASCII bytes become `mask_char`, byte for byte (so
@@ -173,6 +185,30 @@ impl Pass<'_> {
             copied_to = found.end;
         }
         copied_to
+    }
+
+    /// The first part of a value too long to hold (see
+    /// [`crate::scanner::Hold::Open`]): counted once, and replaced as a
+    /// whole value would be, except that a mask hides every character.
+    pub fn redact_open_value(
+        &self,
+        detector: usize,
+        part: &[u8],
+        out: &mut Vec<u8>,
+        report: &mut Report,
+    ) {
+        // A detector id always names a detector; without one, nothing passes.
+        if let Some(d) = self.catalog.detector(detector) {
+            report.record(detector, &d.action);
+            d.redact_open_into(part, self.hash_key, out);
+        }
+    }
+
+    /// More bytes of that value, as they arrive.
+    pub fn redact_value_rest(&self, detector: usize, rest: &[u8], out: &mut Vec<u8>) {
+        if let Some(d) = self.catalog.detector(detector) {
+            d.action.apply_rest(rest, out);
+        }
     }
 
     /// Redacts a whole value. Returns None when nothing changed.

@@ -17,20 +17,42 @@ const LONG: u32 = 64;
 /// The streaming hold-back stays bounded by the original patterns. Exact
 /// counts (`{82}`) keep their meaning.
 pub fn open_long_ranges(hir: &Hir) -> Hir {
+    open_ranges_over(hir, LONG)
+}
+
+/// `hir` with every range open-ended (`{0,40}` becomes `{0,}`), exact
+/// counts kept. It matches everything `hir` matches, and its automaton has
+/// no states for counting: for following a value whose end has not arrived,
+/// where matching a little more than the pattern is the safe side.
+pub fn open_ranges(hir: &Hir) -> Hir {
+    open_ranges_over(hir, 0)
+}
+
+fn open_ranges_over(hir: &Hir, longer_than: u32) -> Hir {
     match hir.kind() {
         HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => hir.clone(),
         HirKind::Repetition(rep) => {
-            let open = rep.max.is_some_and(|max| max > LONG && max > rep.min);
+            let open = rep
+                .max
+                .is_some_and(|max| max > longer_than && max > rep.min);
             Hir::repetition(Repetition {
                 min: rep.min,
                 max: if open { None } else { rep.max },
                 greedy: rep.greedy,
-                sub: Box::new(open_long_ranges(&rep.sub)),
+                sub: Box::new(open_ranges_over(&rep.sub, longer_than)),
             })
         }
-        HirKind::Capture(cap) => open_long_ranges(&cap.sub),
-        HirKind::Concat(subs) => Hir::concat(subs.iter().map(open_long_ranges).collect()),
-        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(open_long_ranges).collect()),
+        HirKind::Capture(cap) => open_ranges_over(&cap.sub, longer_than),
+        HirKind::Concat(subs) => Hir::concat(
+            subs.iter()
+                .map(|s| open_ranges_over(s, longer_than))
+                .collect(),
+        ),
+        HirKind::Alternation(subs) => Hir::alternation(
+            subs.iter()
+                .map(|s| open_ranges_over(s, longer_than))
+                .collect(),
+        ),
     }
 }
 

@@ -4,10 +4,13 @@
 
 use crate::detectors::{Builtin, Validator};
 use crate::redact::Action;
-use crate::rewrite::open_long_ranges;
+use crate::rewrite::{open_long_ranges, open_ranges, prefixes};
 use crate::tail::Tail;
+use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::meta::Regex;
-use regex_automata::Input;
+use regex_automata::nfa::thompson;
+use regex_automata::util::primitives::StateID;
+use regex_automata::{Anchored, Input, MatchKind};
 use regex_syntax::hir::Hir;
 
 /// Detector ids are bit positions in a [`DetectorSet`].
@@ -21,6 +24,9 @@ const LOOK_AHEAD: usize = 2;
 
 /// Upper bound on the compiled automaton, so a config cannot blow up memory.
 const NFA_SIZE_LIMIT: usize = 8 << 20;
+
+/// Upper bound on one long value's automaton (see [`Scanner::hold`]).
+const VALUE_DFA_SIZE_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detector {
@@ -53,6 +59,23 @@ impl Detector {
         let (kept, value) = matched.split_at(value_start.min(matched.len()));
         out.extend_from_slice(kept);
         self.action.apply(&self.name, value, hash_key, out);
+    }
+
+    /// Like [`Detector::redact_into`], for the first part of a value whose
+    /// end has not arrived: its last characters are not known, so a mask
+    /// keeps none, and a hash covers only this part.
+    pub fn redact_open_into(&self, matched: &[u8], hash_key: Option<&[u8]>, out: &mut Vec<u8>) {
+        match self.action {
+            Action::Mask { mask_char, .. } => Self {
+                action: Action::Mask {
+                    keep_last: 0,
+                    mask_char,
+                },
+                ..self.clone()
+            }
+            .redact_into(matched, hash_key, out),
+            _ => self.redact_into(matched, hash_key, out),
+        }
     }
 }
 
@@ -192,6 +215,33 @@ pub struct Scanner {
     window: usize,
     /// Finds how much of that a given chunk's end actually needs held.
     tail: Tail,
+    /// The tail's pattern index to detector id.
+    tail_ids: Vec<usize>,
+    /// Per tail pattern: for a built-in detector whose long ranges are
+    /// open-ended in the scan (JWT, bearer token, PEM block, Slack and Stripe
+    /// tokens), the forward automaton of its match's prefixes, which follows
+    /// a value too long for the window through the chunks that carry it.
+    values: Vec<Option<dense::DFA<Vec<u32>>>>,
+}
+
+/// What the end of the bytes held so far needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Bytes from this offset on may still be needed; those before are final.
+    From(usize),
+    /// A value that began at `start` is still going on at the end and is
+    /// longer than the window: it cannot be held whole, so it is redacted
+    /// as it passes, and [`Scanner::continue_value`] follows it into the
+    /// next chunks.
+    Open { start: usize, value: OpenValue },
+}
+
+/// A value in progress across chunks: its detector and where its automaton is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenValue {
+    pub detector: usize,
+    pattern: usize,
+    state: StateID,
 }
 
 impl Scanner {
@@ -215,12 +265,26 @@ impl Scanner {
             window.saturating_add(LOOK_AHEAD)
         };
         let hirs: Vec<&Hir> = parsed.iter().map(|(_, hir)| hir).collect();
-        let tail = Tail::build(&hirs, LOOK_AHEAD as u32, window, NFA_SIZE_LIMIT).map_err(|e| {
+        let tail = Tail::build(&hirs, LOOK_AHEAD as u32, NFA_SIZE_LIMIT).map_err(|e| {
             (
                 ids.first().copied().unwrap_or(0),
                 format!("the detectors' prefix automaton: {}", one_line(&e)),
             )
         })?;
+        let mut values = Vec::with_capacity(parsed.len());
+        for (id, hir) in &parsed {
+            let builtin = catalog.detector(*id).is_some_and(|d| d.builtin);
+            let open = open_long_ranges(hir);
+            values.push(if builtin && open != *hir {
+                Some(
+                    value_automaton(&open).map_err(|e| {
+                        (*id, format!("the long-value automaton: {}", one_line(&e)))
+                    })?,
+                )
+            } else {
+                None
+            });
+        }
         let alone = |id: usize| {
             catalog
                 .detector(id)
@@ -239,6 +303,8 @@ impl Scanner {
             lanes,
             window,
             tail,
+            tail_ids: ids,
+            values,
         })
     }
 
@@ -246,13 +312,53 @@ impl Scanner {
         self.window
     }
 
-    /// The first byte of `hay[from..]` that a match may still need when more
-    /// bytes follow: every match starting before it is complete and final.
-    /// At most [`Scanner::window`] bytes from the end, so a built-in value
-    /// longer than the window (its long ranges are open-ended in the scan)
-    /// is redacted up to where it had to be passed on.
-    pub fn hold_from(&self, hay: &[u8], from: usize) -> usize {
-        self.tail.live_from(hay, from)
+    /// What the end of `hay[from..]` needs when more bytes follow: usually
+    /// the first byte a match may still need (every match starting before
+    /// it is complete and final), at most [`Scanner::window`] bytes from the
+    /// end. A built-in value longer than that (a JWT or bearer token over
+    /// the usual bounds, whose long ranges are open-ended in the scan) that
+    /// is still going on at the end is [`Hold::Open`]: holding more would
+    /// make the stream's memory unbounded, releasing it would let the value
+    /// through.
+    pub fn hold(&self, hay: &[u8], from: usize) -> Hold {
+        let live = self.tail.live(hay, from);
+        let bounded = hay.len().saturating_sub(self.window).max(from);
+        if live.start >= bounded {
+            return Hold::From(live.start);
+        }
+        let open = live.pattern.and_then(|pattern| {
+            let dfa = self.values.get(pattern)?.as_ref()?;
+            let detector = *self.tail_ids.get(pattern)?;
+            let state = follow_from(dfa, hay, live.start)?;
+            Some(OpenValue {
+                detector,
+                pattern,
+                state,
+            })
+        });
+        match open {
+            Some(value) => Hold::Open {
+                start: live.start,
+                value,
+            },
+            None => Hold::From(bounded),
+        }
+    }
+
+    /// Follows an open value into `bytes`, the next bytes of the stream:
+    /// how many of them belong to it, and whether it may go on after them.
+    pub fn continue_value(&self, value: &mut OpenValue, bytes: &[u8]) -> (usize, bool) {
+        let Some(Some(dfa)) = self.values.get(value.pattern) else {
+            return (0, false);
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            let next = dfa.next_state(value.state, b);
+            if !continues(dfa, next) {
+                return (i, false);
+            }
+            value.state = next;
+        }
+        (bytes.len(), true)
     }
 
     /// The accepted matches starting in `from..start_limit` of `hay`, in
@@ -391,6 +497,89 @@ impl Iterator for Matches<'_> {
     }
 }
 
+/// The forward automaton of the prefixes of `pattern` (a built-in pattern)
+/// with every range open-ended, anchored: a run of it stays alive while the
+/// bytes read may be the beginning of a match.
+fn value_automaton(pattern: &Hir) -> Result<dense::DFA<Vec<u32>>, String> {
+    let pattern = open_ranges(pattern);
+    let nfa = thompson::Compiler::new()
+        .configure(
+            thompson::Config::new()
+                .which_captures(thompson::WhichCaptures::None)
+                .nfa_size_limit(Some(NFA_SIZE_LIMIT)),
+        )
+        .build_from_hir(&prefixes(&pattern))
+        .map_err(|e| e.to_string())?;
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::All)
+                .start_kind(StartKind::Anchored)
+                .dfa_size_limit(Some(VALUE_DFA_SIZE_LIMIT))
+                .determinize_size_limit(Some(VALUE_DFA_SIZE_LIMIT)),
+        )
+        .build_from_nfa(&nfa)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether the bytes read into `state` are still the beginning of a match.
+/// Matches are reported one byte late, so the end-of-input transition tells
+/// whether the last byte read is part of it.
+fn continues(dfa: &dense::DFA<Vec<u32>>, state: StateID) -> bool {
+    dfa.is_match_state(dfa.next_eoi_state(state))
+}
+
+/// The automaton's state after `hay[start..]`, if all of it is the
+/// beginning of a match (with `hay[..start]` as look-behind).
+fn follow_from(dfa: &dense::DFA<Vec<u32>>, hay: &[u8], start: usize) -> Option<StateID> {
+    let input = Input::new(hay).range(start..).anchored(Anchored::Yes);
+    let mut state = dfa.start_state_forward(&input).ok()?;
+    for &b in hay.get(start..)? {
+        state = dfa.next_state(state, b);
+        if !continues(dfa, state) {
+            return None;
+        }
+    }
+    Some(state)
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::BUILTINS;
+
+    /// Every built-in detector with open-ended long ranges gets a small
+    /// automaton for values too long to hold; the others need none.
+    #[test]
+    fn long_value_automata_are_small() {
+        let mut built = Vec::new();
+        for b in BUILTINS {
+            let hir = parse(b.pattern).unwrap();
+            let open = open_long_ranges(&hir);
+            if open != hir {
+                let dfa = value_automaton(&open).unwrap();
+                assert!(
+                    dfa.memory_usage() < 32 * 1024,
+                    "{}: {}",
+                    b.name,
+                    dfa.memory_usage()
+                );
+                built.push(b.name);
+            }
+        }
+        assert_eq!(
+            built,
+            [
+                "pem_private_key",
+                "jwt",
+                "bearer_token",
+                "slack_token",
+                "stripe_key"
+            ]
+        );
+    }
 }

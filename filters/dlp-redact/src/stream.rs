@@ -9,8 +9,15 @@
 //! split across any chunk boundary is therefore seen whole. One byte of
 //! emitted text stays in front of the held bytes as look-behind context for
 //! `\b`.
+//!
+//! A built-in value longer than that bound (a JWT or bearer token far over
+//! the usual size) cannot be held whole. When one is still going on at the
+//! end of the held bytes, it is redacted as it passes: its replacement is
+//! written at once, and the stream follows the value into the next chunks
+//! and redacts its rest there, until the value ends.
 
 use crate::redact::{Pass, Report};
+use crate::scanner::{Hold, OpenValue};
 
 #[derive(Debug, Default)]
 pub struct Stream {
@@ -21,6 +28,8 @@ pub struct Stream {
     peak: usize,
     /// Bytes scanned so far.
     scanned: u64,
+    /// A value too long to hold that the last chunk ended inside of.
+    open: Option<OpenValue>,
 }
 
 impl Stream {
@@ -54,22 +63,73 @@ impl Stream {
         report: &mut Report,
     ) -> bool {
         self.scanned = self.scanned.saturating_add(chunk.len() as u64);
-        let nothing_pending = self.pending() == 0;
-        self.held.extend_from_slice(chunk);
+        let (rest, continued) = self.continue_open_value(pass, chunk, end_of_stream, out);
+        if self.open.is_some() {
+            return false;
+        }
+        let nothing_pending = !continued && self.pending() == 0;
+        self.held.extend_from_slice(rest);
         self.peak = self.peak.max(self.held.len());
         let len = self.held.len();
-        let final_before = if end_of_stream {
-            len
+        let hold = if end_of_stream {
+            Hold::From(len)
         } else {
-            pass.scanner.hold_from(&self.held, self.context)
+            pass.scanner.hold(&self.held, self.context)
         };
+        let (cut, unchanged) = match hold {
+            Hold::From(final_before) => {
+                let emitted_to =
+                    pass.redact_matches(&self.held, self.context, final_before, out, report);
+                // A match may end past `final_before`: it is complete, and emitted whole.
+                let cut = emitted_to.max(final_before);
+                out.extend_from_slice(self.held.get(emitted_to..cut).unwrap_or_default());
+                let unchanged = nothing_pending && emitted_to == self.context && cut == len;
+                (cut, unchanged)
+            }
+            Hold::Open { start, value } => {
+                let emitted_to = pass.redact_matches(&self.held, self.context, start, out, report);
+                let open_from = emitted_to.max(start);
+                out.extend_from_slice(self.held.get(emitted_to..open_from).unwrap_or_default());
+                let part = self.held.get(open_from..).unwrap_or_default();
+                pass.redact_open_value(value.detector, part, out, report);
+                self.open = Some(value);
+                (len, false)
+            }
+        };
+        self.release(cut, end_of_stream);
+        unchanged
+    }
 
-        let emitted_to = pass.redact_matches(&self.held, self.context, final_before, out, report);
+    /// Redacts the bytes at the start of `chunk` that continue an open
+    /// value, and returns the rest of the chunk and whether any did. The
+    /// value stays open while all of the chunk continues it.
+    fn continue_open_value<'c>(
+        &mut self,
+        pass: &Pass,
+        chunk: &'c [u8],
+        end_of_stream: bool,
+        out: &mut Vec<u8>,
+    ) -> (&'c [u8], bool) {
+        let Some(mut value) = self.open.take() else {
+            return (chunk, false);
+        };
+        let (n, goes_on) = pass.scanner.continue_value(&mut value, chunk);
+        let (part, rest) = chunk.split_at(n.min(chunk.len()));
+        pass.redact_value_rest(value.detector, part, out);
+        if let Some(&last) = part.last() {
+            // The value's last byte is the look-behind of what follows.
+            self.held.clear();
+            self.held.push(last);
+            self.context = 1;
+        }
+        if goes_on && !end_of_stream {
+            self.open = Some(value);
+        }
+        (rest, n > 0)
+    }
 
-        // A match may end past `final_before`: it is complete, and emitted whole.
-        let cut = emitted_to.max(final_before);
-        out.extend_from_slice(self.held.get(emitted_to..cut).unwrap_or_default());
-        let unchanged = nothing_pending && emitted_to == self.context && cut == len;
+    /// Drops what was emitted before `cut`, keeping one byte of look-behind.
+    fn release(&mut self, cut: usize, end_of_stream: bool) {
         if end_of_stream {
             self.held.clear();
             self.context = 0;
@@ -78,6 +138,5 @@ impl Stream {
             self.held.drain(..keep_from);
             self.context = 1;
         }
-        unchanged
     }
 }

@@ -27,18 +27,23 @@ pub struct Tail {
     dfa: DFA,
     /// One cache for the VM's single thread; `try_lock` never waits.
     cache: Mutex<Cache>,
-    /// The longest prefix; nothing before `len - longest` can be needed.
-    longest: usize,
+}
+
+/// Where the bytes that may still be needed begin, and whose prefix they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub start: usize,
+    /// The index of a pattern whose prefix `hay[start..]` is; `None` when
+    /// nothing is live (`start` is the end) or the search could not run.
+    pub pattern: Option<usize>,
 }
 
 impl Tail {
     /// `patterns` are the parsed active patterns; `look_ahead` is how many
-    /// bytes after a match its validator reads; `longest` bounds the longest
-    /// match plus that look-ahead.
+    /// bytes after a match its validator reads.
     pub fn build(
         patterns: &[&Hir],
         look_ahead: u32,
-        longest: usize,
         nfa_size_limit: usize,
     ) -> Result<Self, String> {
         let after = repeat(&Hir::dot(Dot::AnyByte), 0, Some(look_ahead));
@@ -63,27 +68,44 @@ impl Tail {
             .build_from_nfa(nfa)
             .map_err(|e| e.to_string())?;
         let cache = Mutex::new(dfa.create_cache());
-        Ok(Self {
-            dfa,
-            cache,
-            longest,
-        })
+        Ok(Self { dfa, cache })
     }
 
     /// The first byte of `hay[from..]` that a match may still need when more
-    /// bytes follow `hay`, never before `from` nor more than `longest` bytes
-    /// from the end. Bytes before it can be released. When the search cannot
-    /// run, it answers with the conservative bound.
-    pub fn live_from(&self, hay: &[u8], from: usize) -> usize {
+    /// bytes follow `hay`, never before `from`. Bytes before it can be
+    /// released. The search runs backwards from the end and stops where no
+    /// prefix can reach: in text and JSON within a word or a number. Only a
+    /// run of bytes that all fit a long prefix (a token's characters) makes
+    /// it go further; the caller bounds what it holds. When the search cannot
+    /// run, everything from `from` is live.
+    pub fn live(&self, hay: &[u8], from: usize) -> Live {
         let len = hay.len();
-        let lo = len.saturating_sub(self.longest).max(from).min(len);
+        let from = from.min(len);
         let Ok(mut cache) = self.cache.try_lock() else {
-            return lo;
+            return Live {
+                start: from,
+                pattern: None,
+            };
         };
-        let input = Input::new(hay).range(lo..len).anchored(Anchored::Yes);
+        let input = Input::new(hay).range(from..len).anchored(Anchored::Yes);
         match self.dfa.try_search_rev(&mut cache, &input) {
-            Ok(Some(m)) => m.offset(),
-            Ok(None) | Err(_) => lo,
+            Ok(Some(m)) => Live {
+                start: m.offset(),
+                pattern: (m.offset() < len).then(|| m.pattern().as_usize()),
+            },
+            // The empty prefix always matches; no match means no patterns.
+            Ok(None) if self.dfa.pattern_len() == 0 => Live {
+                start: len,
+                pattern: None,
+            },
+            Ok(None) => Live {
+                start: from,
+                pattern: None,
+            },
+            Err(_) => Live {
+                start: from,
+                pattern: None,
+            },
         }
     }
 }
@@ -169,8 +191,8 @@ mod tests {
     #[test]
     fn the_hold_starts_at_the_earliest_live_prefix() {
         let patterns = [hir(r"\bAB[0-9]{2}\b"), hir(r"\b[0-9]{3}-[0-9]{4}\b")];
-        let tail = Tail::build(&[&patterns[0], &patterns[1]], 2, 64, 1 << 20).unwrap();
-        let at = |text: &str| tail.live_from(text.as_bytes(), 0);
+        let tail = Tail::build(&[&patterns[0], &patterns[1]], 2, 1 << 20).unwrap();
+        let at = |text: &str| tail.live(text.as_bytes(), 0).start;
         assert_eq!(at("nothing here. "), 14);
         assert_eq!(at("call 555-12"), 5, "a phone number in progress");
         assert_eq!(at("code AB1"), 5);
@@ -191,7 +213,13 @@ mod tests {
 
     #[test]
     fn no_patterns_hold_nothing() {
-        let tail = Tail::build(&[], 2, 0, 1 << 20).unwrap();
-        assert_eq!(tail.live_from(b"anything", 0), 8);
+        let tail = Tail::build(&[], 2, 1 << 20).unwrap();
+        assert_eq!(
+            tail.live(b"anything", 0),
+            Live {
+                start: 8,
+                pattern: None
+            }
+        );
     }
 }

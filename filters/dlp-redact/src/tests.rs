@@ -934,3 +934,121 @@ fn assert_splits_match_whole(p: &Policy, body: &str, want: &str) {
         assert!(out == whole, "{body:?} cut at {cut}");
     }
 }
+
+/// Tokens longer than the stream's window (a JWT with a 12,000-byte
+/// payload, a 10,000-byte bearer token, a PEM block of 11,000 bytes) cannot
+/// be held back whole. Split anywhere, they are still redacted whole: the
+/// part that has to pass is redacted as it goes, and so is the rest.
+#[test]
+fn tokens_longer_than_the_window_never_pass_when_split() {
+    let p = policy_with(json!({}), true).unwrap();
+    let window = pass(&p).scanner.window();
+    let jwt = format!(
+        "eyJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
+        "eyJzdWIiOiIx".repeat(1000)
+    );
+    let bearer = "A1b2C3d4".repeat(1250);
+    let pem = format!(
+        "-----BEGIN RSA PRIVATE KEY-----\\n{}-----END RSA PRIVATE KEY-----",
+        format!(
+            "{}\\n",
+            "MIIEowIBAAKCAQEAx1b2C3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0u1v2w3x4"
+        )
+        .repeat(165)
+    );
+    for (value, tag) in [
+        (jwt.as_str(), "[REDACTED:jwt]"),
+        (bearer.as_str(), "[REDACTED:bearer_token]"),
+        (pem.as_str(), "[REDACTED:pem_private_key]"),
+    ] {
+        assert!(value.len() > window, "{} > {window}", value.len());
+        let value = if value == bearer {
+            format!("Bearer {value}")
+        } else {
+            value.to_string()
+        };
+        let body = format!("{{\"v\":\"{value}\",\"w\":\"bob@example.com\"}}");
+        let (whole, whole_report) = stream_split(&p, body.as_bytes(), &[]);
+        let text = String::from_utf8_lossy(&whole).to_string();
+        assert!(text.contains(tag), "{text}");
+        assert!(text.contains("[REDACTED:email]"), "{text}");
+        for size in [1000, 4096, 7000, 16384] {
+            let cuts: Vec<usize> = (size..body.len()).step_by(size).collect();
+            let (out, report) = stream_split(&p, body.as_bytes(), &cuts);
+            let out = String::from_utf8_lossy(&out);
+            assert!(
+                out == text,
+                "{tag} in chunks of {size}: {}...",
+                out.get(..200).unwrap_or(&out)
+            );
+            assert_eq!(report, whole_report, "{tag} in chunks of {size}");
+        }
+        // The value's end at every position around a chunk boundary, and
+        // the memory bound while a value is open.
+        let end = body.find(value.as_str()).unwrap() + value.len();
+        for at in end - 4..end + 4 {
+            let mut cuts: Vec<usize> = (1000..at).step_by(1000).collect();
+            cuts.push(at);
+            let (out, report) = stream_split(&p, body.as_bytes(), &cuts);
+            assert!(out == whole, "{tag}: cut at {at} (value ends at {end})");
+            assert_eq!(report, whole_report, "{tag}: cut at {at}");
+        }
+        let mut stream = Stream::default();
+        let (mut out, mut report) = (Vec::new(), Report::default());
+        for piece in body.as_bytes().chunks(4096) {
+            stream.push(&pass(&p), piece, false, &mut out, &mut report);
+            assert!(stream.pending() <= window, "{tag}");
+        }
+        assert!(
+            stream.peak() <= 4096 + window + 1,
+            "{tag}: {}",
+            stream.peak()
+        );
+    }
+}
+
+/// A value too long to hold keeps its action's character: a mask keeps the
+/// length and hides every character, `alert` passes it and counts it once,
+/// a hash covers the part that could not be held, and the bytes around it
+/// are untouched.
+#[test]
+fn a_value_longer_than_the_window_keeps_its_action() {
+    let jwt = format!("eyJhbGciOiJIUzI1NiJ9.{}.c2ln", "eyJzdWIiOiIx".repeat(1000));
+    let body = format!("before {jwt} after bob@example.com");
+    let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
+    let mask = policy(json!({"detectors": {"jwt": {"action": "mask"}}}));
+    let (out, report) = stream_split(&mask, body.as_bytes(), &cuts);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(out.len(), body.len());
+    let masked = &out[7..7 + jwt.len()];
+    assert!(masked.bytes().all(|b| b == b'*' || b == b'.'), "{masked}");
+    assert_eq!(masked.matches('.').count(), 2);
+    assert_eq!(&out[..7], "before ");
+    assert_eq!(&out[7 + jwt.len()..], " after bob@example.com");
+    assert_eq!(report.found, vec![(detector_id(&mask, "jwt"), 1)]);
+
+    let alert = policy(json!({"detectors": {"jwt": {"action": "alert"}}}));
+    let (out, report) = stream_split(&alert, body.as_bytes(), &cuts);
+    assert!(out == body.as_bytes());
+    assert_eq!(report.found, vec![(detector_id(&alert, "jwt"), 1)]);
+    assert_eq!(report.redacted, 0);
+
+    let hash =
+        policy(json!({"hash_key": {"env": "DLP_KEY"}, "detectors": {"jwt": {"action": "hash"}}}));
+    let (out, _) = stream_split(&hash, body.as_bytes(), &cuts);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("before [HASH:jwt:"), "{out}");
+    assert!(out.ends_with("] after bob@example.com"), "{out}");
+    assert_eq!(
+        out.len(),
+        "before [HASH:jwt:0123456789abcdef] after bob@example.com".len()
+    );
+}
+
+fn detector_id(p: &Policy, name: &str) -> usize {
+    p.catalog
+        .detectors()
+        .iter()
+        .position(|d| d.name == name)
+        .unwrap()
+}
