@@ -49,6 +49,22 @@ fn get_split(envoy: &Envoy, path: &str, splits: &[usize]) -> PieceResponse {
     get_streamed(envoy.port(), path, &[("x-split-at", &header)])
 }
 
+/// Serves `body` at `/split` in pieces cut at `cuts`, 1 ms apart, and GETs
+/// it through the filter with every detector tagging: the upstream (still
+/// serving, e.g. for request bodies), Envoy, and the complete 200 response.
+fn tag_split_body(body: &str, cuts: &[usize]) -> (BodyUpstream, Envoy, PieceResponse) {
+    let up = BodyUpstream::start();
+    up.serve(
+        "/split",
+        ResponseSpec::new(body).split_at(cuts).chunk_delay_ms(1),
+    );
+    let envoy = start(&up, ALL_TAG);
+    let resp = get_streamed(envoy.port(), "/split", &[]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete);
+    (up, envoy, resp)
+}
+
 fn hmac16(key: &str, value: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
     mac.update(value.as_bytes());
@@ -372,17 +388,7 @@ fn a_long_body_in_many_pieces_is_redacted_as_a_whole() {
     cuts.retain(|&c| c > 0 && c < body.len());
     assert!(body.len() > 8 * 8 * 1024, "{} bytes", body.len());
 
-    let up = BodyUpstream::start();
-    up.serve(
-        "/long",
-        ResponseSpec::new(body.clone())
-            .split_at(&cuts)
-            .chunk_delay_ms(1),
-    );
-    let envoy = start(&up, ALL_TAG);
-    let resp = get_streamed(envoy.port(), "/long", &[]);
-    assert_eq!(resp.status, 200);
-    assert!(resp.complete);
+    let (_up, envoy, resp) = tag_split_body(&body, &cuts);
     assert!(
         resp.text() == want,
         "response differs from the expected redaction"
@@ -489,14 +495,7 @@ fn long_tokens_are_redacted_whole_across_many_pieces() {
     );
     let body = format!("Authorization: Bearer {token}\njwt {jwt} end\n");
     let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
-    let up = BodyUpstream::start();
-    up.serve(
-        "/tokens",
-        ResponseSpec::new(body).split_at(&cuts).chunk_delay_ms(1),
-    );
-    let envoy = start(&up, ALL_TAG);
-    let resp = get_streamed(envoy.port(), "/tokens", &[]);
-    assert_eq!(resp.status, 200);
+    let (_up, envoy, resp) = tag_split_body(&body, &cuts);
     assert_eq!(
         resp.text(),
         "Authorization: Bearer [REDACTED:bearer_token]\njwt [REDACTED:jwt] end\n"
@@ -507,7 +506,8 @@ fn long_tokens_are_redacted_whole_across_many_pieces() {
 
 /// A JWT (12 KB of claims), a bearer token (10 KB) and a PEM key block
 /// (11 KB, JSON-escaped newlines): each longer than what the stream holds
-/// back between chunks (about 8 KiB), sent in 1,000-byte pieces.
+/// back between chunks (about 8 KiB), sent in 1,000-byte pieces, as a
+/// response and as a request.
 fn values_longer_than_the_window() -> Vec<(&'static str, String)> {
     let jwt = format!(
         "eyJhbGciOiJIUzI1NiJ9.{}.c2lnbmF0dXJl",
@@ -527,7 +527,6 @@ fn values_longer_than_the_window() -> Vec<(&'static str, String)> {
 
 #[test]
 fn values_longer_than_the_window_never_pass_when_split() {
-    let up = BodyUpstream::start();
     let values = values_longer_than_the_window();
     let mut want = String::from("{");
     let mut body = String::from("{");
@@ -543,31 +542,37 @@ fn values_longer_than_the_window_never_pass_when_split() {
     body.push_str("\"mail\":\"bob@example.com\"}");
     want.push_str("\"mail\":\"[REDACTED:email]\"}");
     let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
-    up.serve(
-        "/long",
-        ResponseSpec::new(body.clone())
-            .split_at(&cuts)
-            .chunk_delay_ms(1),
-    );
-    let envoy = start(&up, ALL_TAG);
-    let resp = get_streamed(envoy.port(), "/long", &[]);
-    assert_eq!(resp.status, 200);
-    assert!(resp.complete);
+    let (_up, envoy, resp) = tag_split_body(&body, &cuts);
     assert!(
         resp.text() == want,
         "got {} bytes: {}...",
         resp.text().len(),
         resp.text().get(..300).unwrap_or_default()
     );
+
+    // The same body as a request, in the same pieces: the upstream echoes
+    // what it received.
+    let resp = PieceRequest::new("POST", "/req/long")
+        .header("content-type", "text/plain")
+        .body_split(body.as_bytes(), &cuts)
+        .delay_ms(1)
+        .send(envoy.port());
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.text() == want,
+        "request: {}",
+        resp.text().get(..300).unwrap_or_default()
+    );
+
     for (detector, _) in &values {
         assert_eq!(
             counter(&envoy, &format!("detected.{detector}")),
-            1,
+            2,
             "{detector}"
         );
     }
-    assert_eq!(counter(&envoy, "redacted"), 4);
-    assert_eq!(counter(&envoy, "bytes_scanned"), body.len() as u64);
+    assert_eq!(counter(&envoy, "redacted"), 8);
+    assert_eq!(counter(&envoy, "bytes_scanned"), 2 * body.len() as u64);
 }
 
 #[test]
