@@ -20,13 +20,17 @@ pub fn open_long_ranges(hir: &Hir) -> Hir {
     open_ranges_over(hir, LONG)
 }
 
-/// `hir` with every range open-ended (`{0,40}` becomes `{0,}`), exact
-/// counts kept. It matches everything `hir` matches, and its automaton has
-/// no states for counting: for following a value whose end has not arrived,
-/// where matching a little more than the pattern is the safe side.
+/// `hir` with its ranges of more than [`SMALL`] items open-ended (`{0,40}`
+/// becomes `{0,}`; `{1,8}`, `={0,2}` and exact counts stay). It matches
+/// everything `hir` matches, and its automaton has few states for counting:
+/// for following a value whose end has not arrived, where matching a little
+/// more than the pattern is the safe side.
 pub fn open_ranges(hir: &Hir) -> Hir {
-    open_ranges_over(hir, 0)
+    open_ranges_over(hir, SMALL)
 }
+
+/// Ranges up to this many items are cheap to count in a DFA.
+const SMALL: u32 = 8;
 
 fn open_ranges_over(hir: &Hir, longer_than: u32) -> Hir {
     match hir.kind() {
