@@ -575,6 +575,28 @@ fn values_longer_than_the_window_never_pass_when_split() {
     assert_eq!(counter(&envoy, "bytes_scanned"), 2 * body.len() as u64);
 }
 
+/// A private key too long to hold, then a certificate, as a PEM bundle in
+/// pieces: the key is redacted up to its END line, the certificate passes.
+#[test]
+fn a_long_pem_key_before_a_certificate_ends_at_its_end_line() {
+    let line = "MIIEowIBAAKCAQEAx1b2C3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0u1v2w3x4\n";
+    let certificate = format!(
+        "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+        line.repeat(3)
+    );
+    let body = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n{certificate}",
+        line.repeat(160)
+    );
+    let cuts: Vec<usize> = (1000..body.len()).step_by(1000).collect();
+    let (_up, envoy, resp) = tag_split_body(&body, &cuts);
+    assert_eq!(
+        resp.text(),
+        format!("[REDACTED:pem_private_key]\n{certificate}")
+    );
+    assert_eq!(counter(&envoy, "detected.pem_private_key"), 1);
+}
+
 #[test]
 fn a_masked_value_longer_than_the_window_keeps_the_length() {
     let up = BodyUpstream::start();

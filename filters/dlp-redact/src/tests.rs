@@ -1056,3 +1056,28 @@ fn detector_id(p: &Policy, name: &str) -> usize {
         .position(|d| d.name == name)
         .unwrap()
 }
+
+/// A key too long to hold, followed by a certificate (whose characters all
+/// fit a PEM body): the key's value ends at its END line, as in a whole-body
+/// scan, and the certificate passes.
+#[test]
+fn a_long_pem_key_ends_at_its_end_line_when_streamed() {
+    let p = policy_with(json!({}), true).unwrap();
+    let line = "MIIEowIBAAKCAQEAx1b2C3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0u1v2w3x4\n";
+    let body = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+        line.repeat(160),
+        line.repeat(3)
+    );
+    let (whole, _) = stream_split(&p, body.as_bytes(), &[]);
+    let want = format!(
+        "[REDACTED:pem_private_key]\n-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+        line.repeat(3)
+    );
+    assert_eq!(String::from_utf8_lossy(&whole), want);
+    for size in [1000, 4096] {
+        let cuts: Vec<usize> = (size..body.len()).step_by(size).collect();
+        let (out, _) = stream_split(&p, body.as_bytes(), &cuts);
+        assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
+    }
+}
