@@ -1081,3 +1081,66 @@ fn a_long_pem_key_ends_at_its_end_line_when_streamed() {
         assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
     }
 }
+
+/// Random documents with one token longer than the window (a JWT, a bearer
+/// token or a PEM key of 8.5 to 14 KB) among corpus values, cut at random
+/// places into chunks of 1 byte to 5 KB: the stream must produce exactly
+/// what one pass over the whole body does.
+#[test]
+fn random_documents_with_tokens_longer_than_the_window_stream_like_whole_bodies() {
+    let corpus: Value = serde_json::from_str(include_str!("../corpus.json")).unwrap();
+    let pieces: Vec<String> = corpus["positives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap().to_string())
+        .chain([" ", "\n", ", ", "\"", "=", ": ", "word", "4111 "].map(String::from))
+        .collect();
+    let p = every_builtin_policy();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for round in 0..60 {
+        let fill = |n: usize| "TG9uZ1Rva2Vu".repeat(n / 12 + 1);
+        let size = 8_500 + next(5_500);
+        let token = match round % 3 {
+            0 => format!("eyJhbGciOiJIUzI1NiJ9.{}.c2ln", fill(size)),
+            1 => format!("Bearer {}", fill(size)),
+            _ => format!(
+                "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----",
+                fill(size)
+            ),
+        };
+        let mut body = String::new();
+        for _ in 0..next(20) {
+            body.push_str(&pieces[next(pieces.len())]);
+        }
+        body.push_str(" \"");
+        body.push_str(&token);
+        body.push_str("\" ");
+        for _ in 0..next(20) {
+            body.push_str(&pieces[next(pieces.len())]);
+        }
+        let chunk = 1 + next(5_000);
+        let mut cuts: Vec<usize> = (chunk..body.len()).step_by(chunk).collect();
+        cuts.extend((0..next(4)).map(|_| next(body.len() + 1)));
+        cuts.sort_unstable();
+        cuts.dedup();
+        let whole = stream_split(&p, body.as_bytes(), &[]);
+        let streamed = stream_split(&p, body.as_bytes(), &cuts);
+        assert!(
+            streamed.0 == whole.0 && streamed.1 == whole.1,
+            "round {round}: chunks of {chunk}, token of {} bytes",
+            token.len()
+        );
+        let out = String::from_utf8_lossy(&streamed.0);
+        assert!(
+            !out.contains("TG9uZ1Rva2Vu"),
+            "round {round}: the token passed"
+        );
+    }
+}
