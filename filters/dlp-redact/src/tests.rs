@@ -802,6 +802,18 @@ fn a_stream_holds_back_only_what_may_begin_a_value() {
             "{chunk:.40}"
         );
     }
+    // A JWT with 12 KiB more still to come than the window holds: nothing
+    // is held, its replacement goes out, its rest is dropped as it arrives.
+    let jwt = format!(r#"{{"token":"eyJhbGciOi{}"#, "JIUzI1NiJ9".repeat(1229));
+    let mut stream = Stream::default();
+    let (mut out, mut report) = (Vec::new(), Report::default());
+    stream.push(&pass(&p), jwt.as_bytes(), false, &mut out, &mut report);
+    assert_eq!(stream.pending(), 0);
+    stream.push(&pass(&p), b"more.sig\",", true, &mut out, &mut report);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        r#"{"token":"[REDACTED:jwt]","#
+    );
 }
 
 /// Tokens longer than the built-in patterns' usual bounds (a 6,000-byte
