@@ -65,6 +65,18 @@ fn tag_split_body(body: &str, cuts: &[usize]) -> (BodyUpstream, Envoy, PieceResp
     (up, envoy, resp)
 }
 
+/// POSTs `body` as text in pieces cut at `cuts`, 1 ms apart, to a path the
+/// upstream echoes; the echo arrives with status 200.
+fn post_split(envoy: &Envoy, body: &str, cuts: &[usize]) -> PieceResponse {
+    let resp = PieceRequest::new("POST", "/req/long")
+        .header("content-type", "text/plain")
+        .body_split(body.as_bytes(), cuts)
+        .delay_ms(1)
+        .send(envoy.port());
+    assert_eq!(resp.status, 200);
+    resp
+}
+
 fn hmac16(key: &str, value: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
     mac.update(value.as_bytes());
@@ -394,12 +406,7 @@ fn a_long_body_in_many_pieces_is_redacted_as_a_whole() {
         "response differs from the expected redaction"
     );
 
-    let resp = PieceRequest::new("POST", "/req/long")
-        .header("content-type", "text/plain")
-        .body_split(body.as_bytes(), &cuts)
-        .delay_ms(1)
-        .send(envoy.port());
-    assert_eq!(resp.status, 200);
+    let resp = post_split(&envoy, &body, &cuts);
     assert!(
         resp.text() == want,
         "request differs from the expected redaction"
@@ -552,12 +559,7 @@ fn values_longer_than_the_window_never_pass_when_split() {
 
     // The same body as a request, in the same pieces: the upstream echoes
     // what it received.
-    let resp = PieceRequest::new("POST", "/req/long")
-        .header("content-type", "text/plain")
-        .body_split(body.as_bytes(), &cuts)
-        .delay_ms(1)
-        .send(envoy.port());
-    assert_eq!(resp.status, 200);
+    let resp = post_split(&envoy, &body, &cuts);
     assert!(
         resp.text() == want,
         "request: {}",

@@ -51,12 +51,7 @@ impl Detector {
     /// Writes the replacement of `matched` to `out`: the part before the
     /// sensitive value as it is, then the action's output for the value.
     pub fn redact_into(&self, matched: &[u8], hash_key: Option<&[u8]>, out: &mut Vec<u8>) {
-        let value_start = if self.builtin {
-            crate::detectors::value_start(&self.name, matched)
-        } else {
-            0
-        };
-        let (kept, value) = matched.split_at(value_start.min(matched.len()));
+        let (kept, value) = self.split_value(matched);
         out.extend_from_slice(kept);
         self.action.apply(&self.name, value, hash_key, out);
     }
@@ -65,17 +60,26 @@ impl Detector {
     /// end has not arrived: its last characters are not known, so a mask
     /// keeps none, and a hash covers only this part.
     pub fn redact_open_into(&self, matched: &[u8], hash_key: Option<&[u8]>, out: &mut Vec<u8>) {
+        let (kept, value) = self.split_value(matched);
+        out.extend_from_slice(kept);
         match self.action {
-            Action::Mask { mask_char, .. } => Self {
-                action: Action::Mask {
-                    keep_last: 0,
-                    mask_char,
-                },
-                ..self.clone()
+            Action::Mask { mask_char, .. } => Action::Mask {
+                keep_last: 0,
+                mask_char,
             }
-            .redact_into(matched, hash_key, out),
-            _ => self.redact_into(matched, hash_key, out),
+            .apply(&self.name, value, hash_key, out),
+            _ => self.action.apply(&self.name, value, hash_key, out),
         }
+    }
+
+    /// The part of a match kept as it is (`Bearer `), and the value.
+    fn split_value<'m>(&self, matched: &'m [u8]) -> (&'m [u8], &'m [u8]) {
+        let value_start = if self.builtin {
+            crate::detectors::value_start(&self.name, matched)
+        } else {
+            0
+        };
+        matched.split_at(value_start.min(matched.len()))
     }
 }
 

@@ -65,6 +65,7 @@ impl Stream {
         self.scanned = self.scanned.saturating_add(chunk.len() as u64);
         let (rest, continued) = self.continue_open_value(pass, chunk, end_of_stream, out);
         if self.open.is_some() {
+            // All of the chunk continued the value.
             return false;
         }
         let nothing_pending = !continued && self.pending() == 0;

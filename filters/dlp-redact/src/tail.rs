@@ -98,11 +98,7 @@ impl Tail {
                 start: len,
                 pattern: None,
             },
-            Ok(None) => Live {
-                start: from,
-                pattern: None,
-            },
-            Err(_) => Live {
+            Ok(None) | Err(_) => Live {
                 start: from,
                 pattern: None,
             },

@@ -834,6 +834,16 @@ fn long_tokens_are_redacted_whole() {
     assert_eq!(stream_split(&p, body.as_bytes(), &cuts).0, want.as_bytes());
 }
 
+/// A deterministic generator of numbers below `n` (xorshift64).
+fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
 /// Random documents of corpus values (positives and negatives) packed close
 /// together with separators and the starts of other values, cut at random
 /// places: the stream must produce exactly what one pass over the whole body
@@ -881,13 +891,7 @@ fn random_documents_stream_to_the_same_bytes_as_whole_bodies() {
         .map(String::from),
     );
     let p = every_builtin_policy();
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for round in 0..400 {
         let mut body = String::new();
         for _ in 0..(5 + next(40)) {
@@ -1109,13 +1113,7 @@ fn random_documents_with_tokens_longer_than_the_window_stream_like_whole_bodies(
         .chain([" ", "\n", ", ", "\"", "=", ": ", "word", "4111 "].map(String::from))
         .collect();
     let p = every_builtin_policy();
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     for round in 0..60 {
         let fill = |n: usize| "TG9uZ1Rva2Vu".repeat(n / 12 + 1);
         let size = 8_500 + next(5_500);
