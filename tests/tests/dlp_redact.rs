@@ -1049,8 +1049,12 @@ fn only_selected_content_types_are_scanned() {
 
 const JSON_IN: &str = r#"{"user": {"Password": "hunter2", "ssn": "123-45-6789", "name": "bob", "notes": "mail bob@example.com"},
   "list": [{"password": 12345}, {"password": {"a": [1, 2]}}, {"password": null}, {"PASSWORD": true}],
-  "n": 1.5, "ok": false, "card": "4111 1111 1111 1111"}"#;
-const JSON_OUT: &str = r#"{"user":{"Password":"*******","ssn":"***-**-****","name":"bob","notes":"mail [REDACTED:email]"},"list":[{"password":"*****"},{"password":"{\"*\":[*,*]}"},{"password":"****"},{"PASSWORD":"****"}],"n":1.5,"ok":false,"card":"[REDACTED:card]"}"#;
+  "n": 1.5, "big": 123456789012345678901234567890, "pan": 4111111111111111, "bob@example.com": 1e3,
+  "ok": false, "card": "4111 1111 1111 1111"}"#;
+const JSON_OUT: &str = r#"{"user": {"Password": "*******", "ssn": "***-**-****", "name": "bob", "notes": "mail [REDACTED:email]"},
+  "list": [{"password": "*****"}, {"password": "{\"*\": [*, *]}"}, {"password": "****"}, {"PASSWORD": "****"}],
+  "n": 1.5, "big": 123456789012345678901234567890, "pan": "[REDACTED:card]", "[REDACTED:email]": 1e3,
+  "ok": false, "card": "[REDACTED:card]"}"#;
 
 #[test]
 fn json_fields_are_redacted_at_any_depth_and_invalid_json_is_refused() {
@@ -1137,7 +1141,7 @@ fn json_fields_remove_and_scan_invalid_json_as_text() {
         }"#,
     );
     let resp = get_split(&envoy, "/j", &[3]);
-    assert_eq!(resp.text(), r#"[{"a":1,"b":{}},"mail [REDACTED:email]"]"#);
+    assert_eq!(resp.text(), r#"[{"a": 1, "b": {}}, "mail [REDACTED:email]"]"#);
     assert_eq!(counter(&envoy, "json_fields_redacted"), 2);
     let resp = get_streamed(envoy.port(), "/bad", &[]);
     assert_eq!(resp.status, 200);

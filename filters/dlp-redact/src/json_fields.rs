@@ -1,103 +1,22 @@
 //! JSON field mode: the values of named keys are redacted wherever they
-//! appear, and every other string value goes through pattern detection.
+//! appear, and every other key, string and number goes through pattern
+//! detection.
 //!
-//! The body is parsed into an order-preserving tree (serde_json's own `Value`
-//! sorts keys unless a crate-wide feature is on) and written back compactly.
+//! serde_json checks the document first (syntax, UTF-8, nesting depth). A
+//! small walker over the checked bytes then finds each key, string and number
+//! with its position, so only the redacted spans change and every other byte
+//! stays as sent. serde_json reports no positions, and writing its tree back
+//! would change the document: a 30-digit integer becomes a float, `1e5`
+//! becomes `100000.0`, and the whitespace goes.
 
 use crate::config::JsonFields;
 use crate::redact::{Action, Blocker, Pass, Report};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use std::fmt;
+use serde::de::IgnoredAny;
+use std::borrow::Cow;
 
-/// A JSON document with object members in their original order (duplicates kept).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::Number(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::Number(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
-        serde_json::Number::from_f64(v)
-            .map(Json::Number)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::String(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json, E> {
-        Ok(Json::String(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members = Vec::new();
-        while let Some((k, v)) = map.next_entry::<String, Json>()? {
-            members.push((k, v));
-        }
-        Ok(Json::Object(members))
-    }
-}
-
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Json::Null => s.serialize_unit(),
-            Json::Bool(b) => s.serialize_bool(*b),
-            Json::Number(n) => n.serialize(s),
-            Json::String(v) => s.serialize_str(v),
-            Json::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Json::Object(members) => {
-                let mut map = s.serialize_map(Some(members.len()))?;
-                for (k, v) in members {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
+/// Deepest nesting accepted, as serde_json's own limit when it builds values
+/// (its check of the syntax alone has none, and the walker recurses).
+const MAX_DEPTH: usize = 128;
 
 /// Why a JSON body could not be processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,58 +30,320 @@ pub fn redact_json(
     report: &mut Report,
     fields_redacted: &mut u64,
 ) -> Result<Vec<u8>, InvalidJson> {
-    let mut doc: Json = serde_json::from_slice(body).map_err(|_| InvalidJson)?;
-    walk(&mut doc, fields, pass, report, fields_redacted);
-    serde_json::to_vec(&doc).map_err(|_| InvalidJson)
+    std::str::from_utf8(body).map_err(|_| InvalidJson)?;
+    serde_json::from_slice::<IgnoredAny>(body).map_err(|_| InvalidJson)?;
+    let mut walker = Walker {
+        src: body,
+        pos: 0,
+        depth: 0,
+        edits: Vec::new(),
+        fields,
+        pass,
+        report,
+        fields_redacted,
+    };
+    walker.skip_ws();
+    walker.value(true)?;
+    splice(body, walker.edits)
 }
 
-fn walk(node: &mut Json, fields: &JsonFields, pass: &Pass, report: &mut Report, n: &mut u64) {
-    match node {
-        Json::String(s) => {
-            if let Some(out) = pass.redact_value(s.as_bytes(), report) {
-                *s = String::from_utf8_lossy(&out).into_owned();
+/// Bytes `start..end` of the document are replaced by `with`.
+struct Edit {
+    start: usize,
+    end: usize,
+    with: Vec<u8>,
+}
+
+/// A token or value's position: `start..end`.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+struct Walker<'a, 'p> {
+    src: &'a [u8],
+    pos: usize,
+    depth: usize,
+    edits: Vec<Edit>,
+    fields: &'a JsonFields,
+    pass: &'a Pass<'p>,
+    report: &'a mut Report,
+    fields_redacted: &'a mut u64,
+}
+
+impl<'a> Walker<'a, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), InvalidJson> {
+        if self.peek() != Some(byte) {
+            return Err(InvalidJson);
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn bytes(&self, span: Span) -> Result<&'a [u8], InvalidJson> {
+        let src: &'a [u8] = self.src;
+        src.get(span.start..span.end).ok_or(InvalidJson)
+    }
+
+    /// Walks the value at the current position. With `scan`, its keys,
+    /// strings and numbers are redacted; without, it is only stepped over.
+    fn value(&mut self, scan: bool) -> Result<Span, InvalidJson> {
+        let start = self.pos;
+        match self.peek().ok_or(InvalidJson)? {
+            b'{' | b'[' => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(InvalidJson);
+                }
+                if self.peek() == Some(b'{') {
+                    self.object(scan)?;
+                } else {
+                    self.array(scan)?;
+                }
+                self.depth -= 1;
+            }
+            b'"' => {
+                let span = self.string()?;
+                if scan {
+                    let text = self.string_text(span)?;
+                    self.redact_token(span, text.as_bytes());
+                }
+            }
+            first => {
+                while matches!(self.peek(), Some(b) if !matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+                {
+                    self.pos += 1;
+                }
+                let span = Span {
+                    start,
+                    end: self.pos,
+                };
+                if scan && (first == b'-' || first.is_ascii_digit()) {
+                    let number = self.bytes(span)?;
+                    self.redact_token(span, number);
+                }
             }
         }
-        Json::Array(items) => {
-            for item in items {
-                walk(item, fields, pass, report, n);
+        Ok(Span {
+            start,
+            end: self.pos,
+        })
+    }
+
+    fn array(&mut self, scan: bool) -> Result<(), InvalidJson> {
+        self.expect(b'[')?;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(scan)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(InvalidJson),
             }
         }
-        Json::Object(members) => {
-            members.retain_mut(|(key, value)| {
-                if !fields.keys.iter().any(|k| same_key(k, key)) {
-                    walk(value, fields, pass, report, n);
-                    return true;
+    }
+
+    fn object(&mut self, scan: bool) -> Result<(), InvalidJson> {
+        self.expect(b'{')?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut removals = Removals::default();
+        loop {
+            let key = self.string()?;
+            let name = self.string_text(key)?;
+            self.skip_ws();
+            self.expect(b':')?;
+            self.skip_ws();
+            let named = scan && self.fields.keys.iter().any(|k| same_key(k, &name));
+            if named {
+                let value = self.value(false)?;
+                *self.fields_redacted += 1;
+                if self.redact_field(&name, value)? {
+                    removals.remove(key.start, value.end, &mut self.edits);
+                } else {
+                    removals.keep(key.start, value.end, &mut self.edits);
                 }
-                *n += 1;
-                match &fields.action {
-                    Action::Remove => false,
-                    Action::Alert => true,
-                    Action::Block => {
-                        report.block.get_or_insert(Blocker::JsonField);
-                        true
-                    }
-                    action => {
-                        let text = scalar_text(value);
-                        let mut out = Vec::with_capacity(text.len());
-                        action.apply(key, text.as_bytes(), pass.hash_key, &mut out);
-                        *value = Json::String(String::from_utf8_lossy(&out).into_owned());
-                        true
-                    }
+            } else {
+                if scan {
+                    self.redact_token(key, name.as_bytes());
                 }
+                let value = self.value(scan)?;
+                removals.keep(key.start, value.end, &mut self.edits);
+            }
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(InvalidJson),
+            }
+        }
+    }
+
+    /// Applies the field action to a named member's value. True when the
+    /// member is to be removed.
+    fn redact_field(&mut self, key: &str, value: Span) -> Result<bool, InvalidJson> {
+        let action = &self.fields.action;
+        match action {
+            Action::Remove => return Ok(true),
+            Action::Alert => {}
+            Action::Block => {
+                self.report.block.get_or_insert(Blocker::JsonField);
+            }
+            _ => {
+                let text = if self.peek_at(value.start) == Some(b'"') {
+                    self.string_text(value)?
+                } else {
+                    Cow::Borrowed(std::str::from_utf8(self.bytes(value)?).map_err(|_| InvalidJson)?)
+                };
+                let mut out = Vec::with_capacity(text.len());
+                action.apply(key, text.as_bytes(), self.pass.hash_key, &mut out);
+                let with = json_string(&out);
+                self.edits.push(Edit {
+                    start: value.start,
+                    end: value.end,
+                    with,
+                });
+            }
+        }
+        Ok(false)
+    }
+
+    fn peek_at(&self, at: usize) -> Option<u8> {
+        self.src.get(at).copied()
+    }
+
+    /// Pattern detection on a key, string or number; a changed one becomes
+    /// a JSON string.
+    fn redact_token(&mut self, span: Span, text: &[u8]) {
+        if let Some(out) = self.pass.redact_value(text, self.report) {
+            self.edits.push(Edit {
+                start: span.start,
+                end: span.end,
+                with: json_string(&out),
             });
         }
-        Json::Null | Json::Bool(_) | Json::Number(_) => {}
+    }
+
+    /// Steps over the string at the current position (quotes included).
+    fn string(&mut self) -> Result<Span, InvalidJson> {
+        let start = self.pos;
+        self.expect(b'"')?;
+        loop {
+            match self.peek().ok_or(InvalidJson)? {
+                b'\\' => self.pos += 2,
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(Span {
+                        start,
+                        end: self.pos,
+                    });
+                }
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// A string token's contents, unescaped.
+    fn string_text(&self, span: Span) -> Result<Cow<'a, str>, InvalidJson> {
+        let token = self.bytes(span)?;
+        if token.contains(&b'\\') {
+            return serde_json::from_slice::<String>(token)
+                .map(Cow::Owned)
+                .map_err(|_| InvalidJson);
+        }
+        let inner = token
+            .get(1..token.len().saturating_sub(1))
+            .ok_or(InvalidJson)?;
+        std::str::from_utf8(inner)
+            .map(Cow::Borrowed)
+            .map_err(|_| InvalidJson)
     }
 }
 
-/// A value's text for masking or hashing: a string's contents, or any other
-/// value's compact JSON.
-fn scalar_text(value: &Json) -> String {
-    match value {
-        Json::String(s) => s.clone(),
-        other => serde_json::to_string(other).unwrap_or_default(),
+/// Tracks removed members of one object so that the document stays valid:
+/// a removed member takes the separator before it with it, and when the
+/// first members are removed, the separator before the first kept one goes.
+#[derive(Default)]
+struct Removals {
+    /// End of the previous member, if any.
+    previous_end: Option<usize>,
+    /// Whether every member so far was removed (and there was one).
+    only_removed: bool,
+}
+
+impl Removals {
+    fn remove(&mut self, start: usize, end: usize, edits: &mut Vec<Edit>) {
+        let from = self.previous_end.unwrap_or(start);
+        edits.push(Edit {
+            start: from,
+            end,
+            with: Vec::new(),
+        });
+        self.only_removed = self.previous_end.is_none() || self.only_removed;
+        self.previous_end = Some(end);
     }
+
+    fn keep(&mut self, start: usize, end: usize, edits: &mut Vec<Edit>) {
+        if let (true, Some(previous_end)) = (self.only_removed, self.previous_end) {
+            edits.push(Edit {
+                start: previous_end,
+                end: start,
+                with: Vec::new(),
+            });
+        }
+        self.only_removed = false;
+        self.previous_end = Some(end);
+    }
+}
+
+/// `bytes` as a JSON string (invalid UTF-8 replaced).
+fn json_string(bytes: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&String::from_utf8_lossy(bytes)).unwrap_or_else(|_| b"\"\"".to_vec())
+}
+
+/// The document with every edit applied. Edits never overlap.
+fn splice(src: &[u8], mut edits: Vec<Edit>) -> Result<Vec<u8>, InvalidJson> {
+    edits.sort_by_key(|e| e.start);
+    let mut out = Vec::with_capacity(src.len());
+    let mut at = 0;
+    for edit in edits {
+        out.extend_from_slice(src.get(at..edit.start).ok_or(InvalidJson)?);
+        out.extend_from_slice(&edit.with);
+        at = edit.end;
+    }
+    out.extend_from_slice(src.get(at..).ok_or(InvalidJson)?);
+    Ok(out)
 }
 
 /// `configured` is lower-cased at configure time.

@@ -339,7 +339,8 @@ fn json_fields_are_redacted_at_any_depth_in_order() {
     let (out, report, n) = run_json(&p, body).unwrap();
     assert_eq!(
         out,
-        r#"{"z":1,"user":{"password":"*****r2","SSN":"*******89","note":"see [REDACTED:secret]"},"list":[{"PASSWORD":"{\"******\":**ue}"},"[REDACTED:secret]"],"a":null}"#
+        r#"{ "z": 1, "user": {"password": "*****r2", "SSN": "*******89", "note": "see [REDACTED:secret]"},
+                   "list": [{"PASSWORD": "{\"******\": **ue}"}, "[REDACTED:secret]"], "a": null }"#
     );
     assert_eq!(n, 3);
     assert_eq!(report.redacted, 2);
@@ -350,10 +351,62 @@ fn json_field_actions_remove_tag_and_block() {
     let body = r#"{"password":"x","keep":"y"}"#;
     let (out, _, _) = run_json(&json_policy(json!({"action": "remove"})), body).unwrap();
     assert_eq!(out, r#"{"keep":"y"}"#);
+    // a removed member takes one separator with it, wherever it is
+    let remove = json_policy(json!({"action": "remove"}));
+    for (body, want) in [
+        (r#"{"a": 1, "password": "x"}"#, r#"{"a": 1}"#),
+        (r#"{"password": "x" , "a": 1}"#, r#"{"a": 1}"#),
+        (
+            r#"{"a": 1, "password": "x", "b": 2}"#,
+            r#"{"a": 1, "b": 2}"#,
+        ),
+        (
+            r#"{"password": 1, "PASSWORD": [2], "a": 3, "ssn": 4, "Ssn": 5}"#,
+            r#"{"a": 3}"#,
+        ),
+        (r#"{ "password": {"x": [1]} }"#, r#"{  }"#),
+        (r#"[{"ssn":1,"password":2},{}]"#, r#"[{},{}]"#),
+    ] {
+        let (out, _, _) = run_json(&remove, body).unwrap();
+        assert_eq!(out, want, "{body}");
+        let _: Value = serde_json::from_str(&out).unwrap();
+    }
     let (out, _, _) = run_json(&json_policy(json!({"action": "tag"})), body).unwrap();
     assert_eq!(out, r#"{"password":"[REDACTED:password]","keep":"y"}"#);
     let (_, report, _) = run_json(&json_policy(json!({"action": "block"})), body).unwrap();
     assert_eq!(report.block, Some(Blocker::JsonField));
+}
+
+#[test]
+fn json_field_mode_scans_keys_and_numbers_and_keeps_every_other_byte() {
+    let p = policy_with(
+        json!({"json_fields": {"keys": ["password"], "action": "tag"}}),
+        true,
+    )
+    .unwrap();
+    let body = r#"{
+  "bob@example.com": {"plan": "pro"},
+  "pan": 4111111111111111,
+  "big": 123456789012345678901234567890, "f": 1e5, "g": -0.10E+2,
+  "pass\u0077ord": 12, "esc": "card 4111\u00201111 1111 1111",
+  "ok": [true, false, null, 42, "x\"y"]
+}"#;
+    let (out, report, n) = run_json(&p, body).unwrap();
+    assert_eq!(
+        out,
+        r#"{
+  "[REDACTED:email]": {"plan": "pro"},
+  "pan": "[REDACTED:card]",
+  "big": 123456789012345678901234567890, "f": 1e5, "g": -0.10E+2,
+  "pass\u0077ord": "[REDACTED:password]", "esc": "card [REDACTED:card]",
+  "ok": [true, false, null, 42, "x\"y"]
+}"#
+    );
+    assert_eq!((report.redacted, n), (3, 1));
+    // the same values leave no trace, as in streaming mode
+    assert!(!out.contains("4111") && !out.contains("bob@"));
+    let (unchanged, _, _) = run_json(&p, r#" [1, {"a" : "b"}] "#).unwrap();
+    assert_eq!(unchanged, r#" [1, {"a" : "b"}] "#);
 }
 
 #[test]
@@ -362,11 +415,18 @@ fn malformed_json_is_an_error() {
     for bad in [r#"{"password": "x""#, "not json", r#"{"a":1} trailing"#, ""] {
         assert!(run_json(&p, bad).is_err(), "{bad}");
     }
-    let deep = "[".repeat(1000) + &"]".repeat(1000);
-    assert!(
-        run_json(&p, &deep).is_err(),
-        "nesting beyond serde_json's limit"
-    );
+    let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    assert!(run_json(&p, &deep(128)).is_ok());
+    assert!(run_json(&p, &deep(129)).is_err(), "nesting beyond 128");
+    assert!(run_json(&p, &deep(100_000)).is_err(), "no stack overflow");
+    // invalid UTF-8 and a lone surrogate escape
+    assert!(run_json(&p, "{\"a\": \"\u{0}\"}").is_err());
+    let mut latin1 = br#"{"a": "caf"#.to_vec();
+    latin1.extend_from_slice(b"\xe9\"}");
+    let mut report = Report::default();
+    let fields = p.json_fields.as_ref().unwrap();
+    assert!(redact_json(&latin1, fields, &pass(&p), &mut report, &mut 0).is_err());
+    assert!(run_json(&p, r#"{"a": "\ud800"}"#).is_err());
 }
 
 fn plan(p: &Policy, ct: &str, encoding: Option<&str>, length: Option<&str>) -> BodyPlan {
