@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+/// Longest time a window may take to refill its whole burst.
+const MAX_REFILL: Duration = Duration::from_secs(365 * 86_400);
+
 /// plan-ratelimit: subscription-plan rate limits, exact across Envoy workers.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -293,6 +296,9 @@ pub struct Window {
     pub per: Per,
     pub burst: u32,
     pub quota: Quota,
+    /// Nanoseconds to refill the whole burst: no TAT is ever further than
+    /// this ahead of the time it was written.
+    pub refill_ns: u64,
     /// `<plan>-<per>`, the policy name in `RateLimit` headers.
     pub policy: String,
 }
@@ -452,6 +458,16 @@ fn compile_plan(name: &str, p: &PlanConfig, path: &FieldPath) -> Result<Plan, Co
         let burst_nz =
             NonZeroU32::new(burst).ok_or_else(|| lp.field("burst").error("must be at least 1"))?;
         let period = Duration::from_secs(l.per.seconds()) / requests.get();
+        // TATs are absolute host times in u64 nanoseconds; a bounded refill
+        // time keeps GCRA's arithmetic far from overflowing.
+        let refill_ns = period.as_nanos().saturating_mul(u128::from(burst));
+        if refill_ns > MAX_REFILL.as_nanos() {
+            return Err(lp.field("burst").error(format!(
+                "{burst} requests at {} per {} take more than 365 days to refill",
+                l.requests,
+                l.per.as_str()
+            )));
+        }
         let quota = Quota::with_period(period)
             .ok_or_else(|| lp.error("the rate is too high to represent"))?
             .allow_burst(burst_nz);
@@ -460,6 +476,7 @@ fn compile_plan(name: &str, p: &PlanConfig, path: &FieldPath) -> Result<Plan, Co
             per: l.per,
             burst,
             quota,
+            refill_ns: u64::try_from(refill_ns).unwrap_or(u64::MAX),
             policy: format!("{name}-{}", l.per.as_str()),
         });
     }

@@ -80,7 +80,8 @@ pub struct WindowState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Allow(Vec<WindowState>),
-    /// `window` denied; retry after `retry_after_ns`.
+    /// Denied; `window` is the denying window with the longest wait, and
+    /// the request can pass after `retry_after_ns`.
     Deny {
         window: WindowState,
         retry_after_ns: u64,
@@ -155,10 +156,26 @@ impl Engine {
                 Ok(Placement::Full) => return Verdict::Full,
                 Err(e) => return Verdict::Store(e),
             };
-            *self.txn.0.borrow_mut() = record.tats;
+            // After the host clock steps back, a TAT can lie further ahead
+            // than any request could have put it; it then counts as a used-up
+            // burst (and is stored so, even if this request is denied), not as
+            // a lockout for the length of the step.
+            let mut tats = record.tats;
+            let mut clamped = false;
+            for (tat, w) in tats.iter_mut().zip(&p.windows) {
+                let most = now_ns.saturating_add(w.refill_ns);
+                if *tat > most {
+                    *tat = most;
+                    clamped = true;
+                }
+            }
+            *self.txn.0.borrow_mut() = tats;
             let mut states = Vec::with_capacity(limiters.len());
+            // A denied request may be denied by several windows: it can pass
+            // only when all of them allow it, so the longest wait is reported.
+            let mut denied: Option<WindowState> = None;
             for (window, limiter) in limiters.iter().enumerate() {
-                match limiter.check_key_n(&window, cost) {
+                let wait_ns = match limiter.check_key_n(&window, cost) {
                     Ok(Ok(snapshot)) => {
                         let tat = self.txn.0.borrow().get(window).copied().unwrap_or(0);
                         states.push(WindowState {
@@ -166,31 +183,36 @@ impl Engine {
                             remaining: snapshot.remaining_burst_capacity(),
                             reset_ns: tat.saturating_sub(now_ns),
                         });
+                        continue;
                     }
                     Ok(Err(not_until)) => {
                         let wait = not_until.wait_time_from(Nanos::from(now_ns));
-                        let wait_ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                        return Verdict::Deny {
-                            window: WindowState {
-                                window,
-                                remaining: 0,
-                                reset_ns: wait_ns,
-                            },
-                            retry_after_ns: wait_ns,
-                        };
+                        u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX)
                     }
                     // Configuration keeps cost <= burst; deny if it ever is not.
-                    Err(_) => {
-                        return Verdict::Deny {
-                            window: WindowState {
-                                window,
-                                remaining: 0,
-                                reset_ns: 0,
-                            },
-                            retry_after_ns: 0,
-                        }
-                    }
+                    Err(_) => 0,
+                };
+                if denied.is_none_or(|d| wait_ns > d.reset_ns) {
+                    denied = Some(WindowState {
+                        window,
+                        remaining: 0,
+                        reset_ns: wait_ns,
+                    });
                 }
+            }
+            if let Some(window) = denied {
+                if clamped {
+                    // Best effort: a CAS mismatch means another worker wrote.
+                    let _ = store.set(
+                        &self.table.key(index),
+                        &Record { owner, tats }.encode(),
+                        cas,
+                    );
+                }
+                return Verdict::Deny {
+                    window,
+                    retry_after_ns: window.reset_ns,
+                };
             }
             let updated = Record {
                 owner,

@@ -72,13 +72,33 @@ pub fn encode_request(domain: &str, plan: &str, client: &[u8], cost: u32) -> Vec
                 },
                 Entry {
                     key: "client".to_owned(),
-                    value: String::from_utf8_lossy(client).into_owned(),
+                    value: descriptor_value(client),
                 },
             ],
         }],
         hits_addend: cost,
     }
     .encode_to_vec()
+}
+
+/// A client key as a descriptor value (a protobuf string): bytes that are
+/// not UTF-8 become `%XX`, and `%` becomes `%25`, so distinct keys stay
+/// distinct.
+pub fn descriptor_value(client: &[u8]) -> String {
+    let mut out = String::with_capacity(client.len());
+    for chunk in client.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '%' {
+                out.push_str("%25");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

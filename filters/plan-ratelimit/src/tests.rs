@@ -84,6 +84,7 @@ fn bad_configs_name_the_field_and_the_reason() {
         (with(&|v| v["plans"]["x"] = json!({"unlimited": true, "limits": [{"requests": 1, "per": "second"}]})), "plans.x: an unlimited plan cannot have limits"),
         (with(&|v| v["plans"]["x"] = json!({"limits": [{"requests": 0, "per": "second"}]})), "plans.x.limits[0].requests: must be at least 1"),
         (with(&|v| v["plans"]["x"] = json!({"limits": [{"requests": 1, "per": "second", "burst": 0}]})), "plans.x.limits[0].burst: must be at least 1"),
+        (with(&|v| v["plans"]["x"] = json!({"limits": [{"requests": 1, "per": "day", "burst": 366}]})), "plans.x.limits[0].burst: 366 requests at 1 per day take more than 365 days to refill"),
         (with(&|v| v["plans"]["x"] = json!({"limits": [{"requests": 1, "per": "second"}, {"requests": 2, "per": "second"}]})), "plans.x.limits[1].per: a plan has one limit per 'second'"),
         (with(&|v| v["plans"]["x"] = json!({"limits": [{"requests": 1, "per": "week"}]})), "plans.x.limits[0].per: unknown variant `week`, expected one of `second`, `minute`, `hour`, `day`"),
         (with(&|v| v["plan_from"] = json!([{"client_address": true}])), "plan_from[0].client_address: a plan cannot come from the client address"),
@@ -311,6 +312,76 @@ fn a_request_denied_by_one_window_takes_nothing_from_the_others() {
 }
 
 #[test]
+fn retry_after_is_the_longest_wait_of_the_denying_windows() {
+    // 5 per second and 10 per minute, both used up: the second window alone
+    // would say 1 s, but the minute window holds the request for longer.
+    let c = config(json!({
+        "plans": {"p": {"limits": [{"requests": 5, "per": "second"}, {"requests": 10, "per": "minute"}]}},
+        "fallback_plan": "p"
+    }));
+    let e = engine(&c, 64);
+    let store = MemoryStore::default();
+    for now in [T0, T0 + SEC] {
+        for _ in 0..5 {
+            assert!(allowed(&e.check(&store, &c.plans, 0, b"a", 1, now)));
+        }
+    }
+    let now = T0 + SEC;
+    let Verdict::Deny {
+        window,
+        retry_after_ns,
+    } = e.check(&store, &c.plans, 0, b"a", 1, now)
+    else {
+        panic!("the 11th request passed");
+    };
+    // The minute window's TAT is T0 + 60 s; with its burst of 10 the next
+    // request fits at T0 + 6 s, 5 s from now.
+    assert_eq!((window.window, retry_after_ns), (1, 5 * SEC));
+    let retry_after = headers::ceil_secs(retry_after_ns);
+    assert!(!allowed(&e.check(
+        &store,
+        &c.plans,
+        0,
+        b"a",
+        1,
+        now + retry_after * SEC - 1
+    )));
+    assert!(allowed(&e.check(
+        &store,
+        &c.plans,
+        0,
+        b"a",
+        1,
+        now + retry_after * SEC
+    )));
+}
+
+#[test]
+fn a_clock_stepped_back_costs_at_most_one_burst_not_the_step() {
+    let c = config(json!({
+        "plans": {"p": {"limits": [{"requests": 5, "per": "second"}, {"requests": 100, "per": "day"}]}},
+        "fallback_plan": "p"
+    }));
+    let e = engine(&c, 64);
+    let store = MemoryStore::default();
+    assert!(allowed(&e.check(&store, &c.plans, 0, b"a", 1, T0)));
+    // The host clock steps back an hour: the stored TATs are an hour ahead.
+    let back = T0 - 3600 * SEC;
+    match e.check(&store, &c.plans, 0, b"a", 1, back) {
+        Verdict::Deny { retry_after_ns, .. } => assert_eq!(retry_after_ns, SEC / 5),
+        other => panic!("{other:?}"),
+    }
+    assert!(allowed(&e.check(
+        &store,
+        &c.plans,
+        0,
+        b"a",
+        1,
+        back + SEC / 5
+    )));
+}
+
+#[test]
 fn workers_sharing_a_store_enforce_one_exact_limit() {
     // Four engines (one per worker) over one store, interleaved: the plan's
     // burst passes in total, not per worker.
@@ -515,4 +586,28 @@ fn rls_request_and_response_round_trip() {
     .encode_to_vec();
     assert_eq!(rls::decode_response(&unknown), None);
     assert_eq!(rls::decode_response(b"\xff\xff garbage"), None);
+}
+
+#[test]
+fn distinct_client_keys_stay_distinct_in_descriptors() {
+    let values: Vec<String> = [
+        &b"1:key-\xff"[..],
+        b"1:key-\xfe",
+        b"1:key-%FF",
+        b"1:key-\xef\xbf\xbd",
+        b"1:k\xc3\xa9",
+    ]
+    .iter()
+    .map(|k| rls::descriptor_value(k))
+    .collect();
+    assert_eq!(
+        values,
+        [
+            "1:key-%FF",
+            "1:key-%FE",
+            "1:key-%25FF",
+            "1:key-\u{fffd}",
+            "1:k\u{e9}"
+        ]
+    );
 }
