@@ -299,6 +299,28 @@ pub fn header_name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Headers a filter's own outputs may not write, nor strip from clients:
+/// the host, cookies, message framing and hop-by-hop headers.
+pub const RESERVED_OUTPUT_HEADERS: &[&str] = &[
+    "host",
+    "cookie",
+    "set-cookie",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether a filter output may write header `name` (pseudo-headers and
+/// [`RESERVED_OUTPUT_HEADERS`] may not).
+pub fn is_reserved_output(name: &str) -> bool {
+    name.starts_with(':') || RESERVED_OUTPUT_HEADERS.contains(&name)
+}
+
 /// Why a header value must not be written, or `None` if it is safe.
 /// CR, LF and NUL would split or truncate headers in HTTP/1 and are never written.
 pub fn value_problem(value: &[u8], max_len: usize) -> Option<ValueProblem> {

@@ -40,6 +40,7 @@ impl<T> HeldRequests<T> {
     }
 
     /// Records a paused request; false (nothing recorded) when full.
+    #[must_use = "a request that was not held must not be paused"]
     pub fn hold(&mut self, context_id: u32, deadline_ms: u64, waiting_for: T) -> bool {
         if self.is_full() {
             return false;
@@ -101,9 +102,9 @@ mod tests {
     #[test]
     fn releases_on_deadline_or_when_the_wait_is_over() {
         let mut held = HeldRequests::new(8);
-        held.hold(1, 100, "keys");
-        held.hold(2, 500, "token");
-        held.hold(3, 500, "keys");
+        let _ = held.hold(1, 100, "keys");
+        let _ = held.hold(2, 500, "token");
+        let _ = held.hold(3, 500, "keys");
         assert!(held.take_ready(50, |_| false).is_empty());
         assert_eq!(held.take_ready(100, |_| false), vec![(1, "keys")]);
         assert_eq!(held.take_ready(200, |w| *w == "keys"), vec![(3, "keys")]);
@@ -115,8 +116,8 @@ mod tests {
     #[test]
     fn forget_drops_only_that_request() {
         let mut held = HeldRequests::new(8);
-        held.hold(1, 100, ());
-        held.hold(2, 100, ());
+        let _ = held.hold(1, 100, ());
+        let _ = held.hold(2, 100, ());
         held.forget(1);
         assert!(!held.is_held(1));
         assert!(held.is_held(2));

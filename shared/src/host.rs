@@ -148,13 +148,16 @@ pub fn unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// A random u64, e.g. for jitter or a lease owner id (WASI `random_get`
-/// seeds `RandomState`).
+/// 64 random bits from the host (WASI `random_get`), e.g. for ids, jitter or
+/// a lease owner. Should the host refuse, a keyed hash of the time (std's
+/// `RandomState`, itself seeded once from the host) stands in.
 pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
+    getrandom::u64().unwrap_or_else(|_| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(unix_ns());
+        h.finish()
+    })
 }
 
 /// The plugin configuration bytes (`configuration` in Envoy, `pluginConfig` in Istio).

@@ -48,3 +48,39 @@ fn find_plugin_config(v: &Value, root_id: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// Lets every listener's HTTP/1 connection manager accept request trailers
+/// (`http_protocol_options.enable_trailers`; Envoy drops them otherwise).
+pub fn enable_request_trailers(config: &mut Value) {
+    let Some(listeners) = config["static_resources"]["listeners"].as_array_mut() else {
+        return;
+    };
+    for listener in listeners {
+        let Some(chains) = listener["filter_chains"].as_array_mut() else {
+            continue;
+        };
+        for chain in chains {
+            let Some(filters) = chain["filters"].as_array_mut() else {
+                continue;
+            };
+            for f in filters {
+                if f["name"] == "envoy.filters.network.http_connection_manager" {
+                    f["typed_config"]["http_protocol_options"]["enable_trailers"] =
+                        Value::Bool(true);
+                }
+            }
+        }
+    }
+}
+
+/// A chunked HTTP/1.1 request for `path` with a short body and one trailer,
+/// closing the connection after the response.
+pub fn request_with_trailers(method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("transfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+    out.push_str("5\r\nhello\r\n0\r\nx-checksum: 42\r\n\r\n");
+    out.into_bytes()
+}

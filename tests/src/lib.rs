@@ -59,7 +59,10 @@ pub use body_upstream::{
 };
 pub use chunked_client::{get_streamed, PieceRequest, PieceResponse};
 pub use client::{HttpClient, RawResponse, RequestBuilder, Response};
-pub use config_files::{filter_names, http_filters, load_config_file, plugin_config_of};
+pub use config_files::{
+    enable_request_trailers, filter_names, http_filters, load_config_file, plugin_config_of,
+    request_with_trailers,
+};
 pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
 pub use envoy::{validate, Envoy, EnvoyBuilder, ValidateResult};
 pub use file_server::FileServer;

@@ -232,6 +232,25 @@ fn clients_cannot_pick_a_class_cluster_or_variant_with_their_own_headers() {
 }
 
 #[test]
+fn without_experiments_client_copies_of_the_variant_headers_are_still_removed() {
+    let mut config = default_config();
+    config["experiments"] = json!([]);
+    let s = start(Some(&config));
+    let resp = get(
+        &s.envoy,
+        None,
+        &[
+            ("x-cos-experiments", "checkout=b"),
+            ("x-cos-anonymous-id", "forged-forged-forged"),
+        ],
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(seen(&resp, "x-cos-class").as_deref(), Some("free"));
+    assert_eq!(seen(&resp, "x-cos-experiments"), None);
+    assert_eq!(seen(&resp, "x-cos-anonymous-id"), None);
+}
+
+#[test]
 fn a_header_class_rewrites_the_authority() {
     let s = start(None);
     let resp = get(&s.envoy, None, &[("x-region", "eu"), ("x-user-id", "u-eu")]);

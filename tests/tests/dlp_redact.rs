@@ -1141,7 +1141,10 @@ fn json_fields_remove_and_scan_invalid_json_as_text() {
         }"#,
     );
     let resp = get_split(&envoy, "/j", &[3]);
-    assert_eq!(resp.text(), r#"[{"a": 1, "b": {}}, "mail [REDACTED:email]"]"#);
+    assert_eq!(
+        resp.text(),
+        r#"[{"a": 1, "b": {}}, "mail [REDACTED:email]"]"#
+    );
     assert_eq!(counter(&envoy, "json_fields_redacted"), 2);
     let resp = get_streamed(envoy.port(), "/bad", &[]);
     assert_eq!(resp.status, 200);

@@ -196,6 +196,17 @@ fn hmac_provider_with_secret_from_env() {
         );
         assert_eq!(resp.status, 200, "{alg:?}: {}", resp.text());
     }
+    // A kid in the header (many HMAC issuers set one) still finds the secret.
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.kid = Some("key-2024".into());
+    let with_kid = jsonwebtoken::encode(
+        &header,
+        &demo_claims("h", json!({})),
+        &TestKey::Hmac.encoding_key(),
+    )
+    .unwrap();
+    let resp = get_with_token(&envoy, "/x", &with_kid);
+    assert_eq!(resp.status, 200, "HS256 with kid: {}", resp.text());
     let rsa = sign(TestKey::Rsa, Algorithm::RS256, &demo_claims("h", json!({})));
     assert_denied(
         &get_with_token(&envoy, "/x", &rsa),
@@ -404,6 +415,12 @@ fn token_from_query_parameter_and_cookie() {
         got.path, "/x?a=1&b=2",
         "the token is stripped from the query"
     );
+    // An empty value before the token does not hide it, and is stripped too.
+    let resp = envoy.get(&format!("/x?access_token=&access_token={token}"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(echo.last_request().unwrap().path, "/x");
+    let resp = envoy.get("/x?access_token=&access_token=not.a.token");
+    assert_denied(&resp, 401, "malformed");
     let token = demo_token("c", json!({}));
     let resp = envoy
         .req("GET", "/y")

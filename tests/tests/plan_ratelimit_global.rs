@@ -132,6 +132,39 @@ fn a_service_outage_applies_on_error() {
     assert!(back, "requests pass again once the service is back");
 }
 
+#[test]
+fn a_request_with_trailers_waits_for_the_service() {
+    // Envoy delivers trailers to a filter whose header phase paused; had the
+    // filter answered Continue there, the request would go upstream before
+    // the service decided.
+    let redis = Redis::start();
+    let rls = service(&redis);
+    let echo = EchoUpstream::start("api");
+    let mut config = shipped_config();
+    config["global"]["local_precheck"] = json!(false);
+    let a = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18200, rls.port())
+        .plugin_config_for(ROOT_ID, &config.to_string())
+        .edit(pwf_tests::enable_request_trailers)
+        .start();
+    let token = demo_token("jack", json!({"plan": "free"}));
+    let bearer = format!("Bearer {token}");
+    let request =
+        pwf_tests::request_with_trailers("POST", "/g", &[("authorization", bearer.as_str())]);
+    let statuses: Vec<u16> = (0..6).map(|_| a.raw_request(&request).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(rls.call_count(), 6);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        echo.request_count(),
+        5,
+        "the denied request never went upstream"
+    );
+    let last = echo.last_request().expect("forwarded");
+    assert_eq!(last.body, b"hello");
+}
+
 /// The plugin configuration shipped in the config file.
 fn shipped_config() -> Value {
     pwf_tests::plugin_config_of(CONFIG, ROOT_ID)

@@ -26,7 +26,7 @@ impl Cidr {
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => {
                 let prefix = if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
-                    p.parse::<u8>().ok()
+                    p.parse::<u32>().ok()
                 } else {
                     None
                 };
@@ -42,16 +42,18 @@ impl Cidr {
         let cidr = match ip {
             IpAddr::V4(v4) => {
                 let prefix = prefix.unwrap_or(32);
-                if prefix > 32 {
-                    return Err(format!("'{text}': an IPv4 prefix is at most 32"));
-                }
+                let prefix = u8::try_from(prefix)
+                    .ok()
+                    .filter(|&p| p <= 32)
+                    .ok_or_else(|| format!("'{text}': an IPv4 prefix is at most 32"))?;
                 Self::v4(v4, prefix, text)?
             }
             IpAddr::V6(v6) => {
                 let prefix = prefix.unwrap_or(128);
-                if prefix > 128 {
-                    return Err(format!("'{text}': an IPv6 prefix is at most 128"));
-                }
+                let prefix = u8::try_from(prefix)
+                    .ok()
+                    .filter(|&p| p <= 128)
+                    .ok_or_else(|| format!("'{text}': an IPv6 prefix is at most 128"))?;
                 match v6.to_ipv4_mapped() {
                     Some(v4) if prefix >= MAPPED_PREFIX => {
                         Self::v4(v4, prefix - MAPPED_PREFIX, text)?

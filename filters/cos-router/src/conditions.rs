@@ -227,10 +227,15 @@ impl Conditions {
         if !self.claims.is_empty() {
             let claims = req.claims();
             for c in &self.claims {
-                let values = claims
-                    .map(|all| claim_values(all, c.provider.as_deref(), &c.path))
-                    .unwrap_or_default();
-                if !c.condition.holds(values.iter().map(Vec::as_slice)) {
+                let found =
+                    claims.and_then(|all| claim_values(all, c.provider.as_deref(), &c.path));
+                let holds = match (&c.condition, found) {
+                    (NamedCondition::Present, found) => found.is_some(),
+                    (NamedCondition::Absent, found) => found.is_none(),
+                    (NamedCondition::Value(m), Some(values)) => values.iter().any(|v| m.matches(v)),
+                    (NamedCondition::Value(_), None) => false,
+                };
+                if !holds {
                     return false;
                 }
             }
@@ -241,26 +246,25 @@ impl Conditions {
 
 /// The values of a claim in `{"<provider>": {claims}}`: of the named
 /// provider's token, or of the first verified token that has the claim.
-/// Strings as is, numbers and booleans as text; an array gives each of its
-/// scalar elements (so `roles` matches if any role does).
-pub fn claim_values(all: &Value, provider: Option<&str>, path: &[String]) -> Vec<Vec<u8>> {
-    let Some(by_provider) = all.as_object() else {
-        return Vec::new();
-    };
-    let lookup = |payload: &Value| {
+/// `None` when the claim is missing or `null`. Strings as is, numbers and
+/// booleans as text; an array gives each of its scalar elements (so `roles`
+/// matches if any role does); an object or an empty array is present with
+/// no values.
+pub fn claim_values(all: &Value, provider: Option<&str>, path: &[String]) -> Option<Vec<Vec<u8>>> {
+    let by_provider = all.as_object()?;
+    fn lookup<'v>(payload: &'v Value, path: &[String]) -> Option<&'v Value> {
         path.iter()
             .try_fold(payload, |v, part| v.get(part))
-            .cloned()
-    };
-    let found = match provider {
-        Some(name) => by_provider.get(name).and_then(lookup),
-        None => by_provider.values().find_map(lookup),
-    };
-    match found {
-        Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
-        Some(v) => scalar_text(&v).into_iter().collect(),
-        None => Vec::new(),
+            .filter(|v| !v.is_null())
     }
+    let found = match provider {
+        Some(name) => by_provider.get(name).and_then(|p| lookup(p, path)),
+        None => by_provider.values().find_map(|p| lookup(p, path)),
+    }?;
+    Some(match found {
+        Value::Array(items) => items.iter().filter_map(scalar_text).collect(),
+        v => scalar_text(v).into_iter().collect(),
+    })
 }
 
 fn scalar_text(v: &Value) -> Option<Vec<u8>> {

@@ -6,7 +6,7 @@ use crate::cidr::Cidr;
 use crate::conditions::{ClaimCondition, Conditions, HeaderCondition, NamedCondition, Slots};
 use crate::cookie::{self, SameSite, SetCookie};
 use pwf_shared::config::check_name;
-use pwf_shared::headers::{header_name_problem, value_problem};
+use pwf_shared::headers::{header_name_problem, is_reserved_output, value_problem};
 use pwf_shared::matcher::HeaderMatch;
 use pwf_shared::{ConfigError, FieldPath, StringMatch};
 use serde::Deserialize;
@@ -365,8 +365,10 @@ impl Config {
         outputs.claim(&self.variants_header, &root.field("variants_header"))?;
         if let Some(h) = &self.exposure_header {
             check_header_name(h, &root.field("exposure_header"))?;
-            if h == "set-cookie" {
-                return Err(root.field("exposure_header").error("cannot be set-cookie"));
+            if is_reserved_output(h) {
+                return Err(root.field("exposure_header").error(format!(
+                    "'{h}' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header"
+                )));
             }
         }
         if self.classes.len() > MAX_CLASSES {
@@ -591,6 +593,11 @@ impl OutputNames {
         if name.starts_with(':') || name == "host" {
             return Err(path.error(format!(
                 "'{name}' cannot be written here (use a class's 'authority' to rewrite the host)"
+            )));
+        }
+        if is_reserved_output(name) {
+            return Err(path.error(format!(
+                "'{name}' cannot be written: it is a cookie, framing or hop-by-hop header"
             )));
         }
         if self.names.iter().any(|n| n == name) {

@@ -145,9 +145,8 @@ impl Worker {
                 host::set_header(REQUEST, ":authority", authority.as_bytes());
             }
         }
-        if compiled.experiments.is_empty() {
-            return ResponseWork::default();
-        }
+        // Without experiments the variants header is still removed, so a
+        // client cannot send its own copy upstream.
         let variants = decision.variants_value(compiled);
         write(&compiled.variants_header, variants.as_deref());
         for (e, outcome) in compiled.experiments.iter().zip(&decision.outcomes) {

@@ -143,7 +143,7 @@ fn key<H: Host>(
     sources.iter().find_map(|source| {
         let value = match source {
             KeySource::Claim { provider, path } => {
-                claim_values(req.claims()?, provider.as_deref(), path)
+                claim_values(req.claims()?, provider.as_deref(), path)?
                     .into_iter()
                     .next()?
             }

@@ -321,7 +321,19 @@ fn bad_configs_name_the_field() {
         ),
         (
             json!({"default_class": {"name": "a"}, "exposure_header": "set-cookie"}),
-            "exposure_header: cannot be set-cookie",
+            "exposure_header: 'set-cookie' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header",
+        ),
+        (
+            json!({"default_class": {"name": "a"}, "exposure_header": ":status"}),
+            "exposure_header: ':status' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header",
+        ),
+        (
+            json!({"default_class": {"name": "a", "set_headers": [{"name": "transfer-encoding", "value": "v"}]}}),
+            "default_class.set_headers[0].name: 'transfer-encoding' cannot be written: it is a cookie, framing or hop-by-hop header",
+        ),
+        (
+            json!({"classes": [{"name": "b", "match": {"source_cidrs": ["10.0.0.0/256"]}}], "default_class": {"name": "a"}}),
+            "classes[0].match.source_cidrs[0]: '10.0.0.0/256': an IPv4 prefix is at most 32",
         ),
     ];
     for (config, want) in cases {
@@ -520,6 +532,37 @@ fn claim_conditions_by_provider_arrays_numbers_and_absence() {
     assert_eq!(
         class_of(&c, Fake::new(&[]).claims(json!("not an object"))),
         "no-plan"
+    );
+    // An object or an empty array is present; null is absent, and a provider
+    // whose claim is null does not hide another's.
+    for (plan, class) in [
+        (json!({"tier": "gold"}), "other"),
+        (json!([]), "other"),
+        (json!(null), "no-plan"),
+    ] {
+        let fake = claims(json!({"demo": {"plan": plan}}));
+        assert_eq!(class_of(&c, fake), class, "plan = {plan}");
+    }
+    let present = load(&json!({
+        "classes": [{"name": "has-org", "match": {"claims": [{"claim": "org"}]}},
+                    {"name": "pro", "match": {"claims": [{"claim": "plan", "value": {"exact": "pro"}}]}}],
+        "default_class": {"name": "other"}
+    }))
+    .unwrap();
+    assert_eq!(
+        class_of(&present, claims(json!({"a": {"org": {"tier": "gold"}}}))),
+        "has-org"
+    );
+    assert_eq!(
+        class_of(&present, claims(json!({"a": {"org": null}}))),
+        "other"
+    );
+    assert_eq!(
+        class_of(
+            &present,
+            claims(json!({"a": {"plan": null}, "b": {"plan": "pro"}}))
+        ),
+        "pro"
     );
 }
 

@@ -270,19 +270,22 @@ impl Worker {
                 }
                 Action::Continue
             }
-            Decision::Hold { deadline_ms } => {
-                s.metrics.held.inc();
-                self.held.borrow_mut().hold(
+            // `may_hold` left out a full list, so the hold succeeds; if it
+            // ever did not, the request is decided as unavailable.
+            Decision::Hold { deadline_ms }
+                if self.held.borrow_mut().hold(
                     context_id,
                     deadline_ms,
                     WaitingFor {
                         source: source.index,
                         failures_when_held: s.status.failures,
                     },
-                );
+                ) =>
+            {
+                s.metrics.held.inc();
                 Action::Pause
             }
-            Decision::Unavailable => {
+            Decision::Hold { .. } | Decision::Unavailable => {
                 apply(source, None);
                 match source.on_unavailable {
                     OnUnavailable::Pass => {
@@ -499,6 +502,17 @@ impl HttpContext for Request {
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
         // While held, the body must wait too: `Continue` here would let the request through.
+        if self.worker.is_held(self.context_id) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Envoy delivers neither body nor trailers while the header phase is
+        // paused (it stops all iteration); a host that does must not let the
+        // trailers resume the request either.
         if self.worker.is_held(self.context_id) {
             Action::Pause
         } else {

@@ -312,17 +312,6 @@ pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
 /// bytes is the floor for HS256.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Headers that output options may not write.
-const RESERVED_OUTPUT_HEADERS: &[&str] = &[
-    "host",
-    "cookie",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-];
-
 const DEFAULT_ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -850,7 +839,7 @@ fn check_output_headers(
             if let Some(problem) = header_name_problem(name) {
                 return Err(hp.error(format!("'{name}': {problem}")));
             }
-            if name.starts_with(':') || RESERVED_OUTPUT_HEADERS.contains(&name) {
+            if pwf_shared::headers::is_reserved_output(name) {
                 return Err(hp.error(format!("'{name}' cannot be written")));
             }
             if token_headers.contains(&name) {

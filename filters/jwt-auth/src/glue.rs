@@ -350,7 +350,9 @@ impl Worker {
                 .unknown_kid_providers()
                 .filter(|&p| self.request_refetch(p, now))
                 .collect();
-            if !refetch.is_empty() {
+            // With the held list full, the refetch still runs for later
+            // requests, and this one is decided now.
+            if !refetch.is_empty() && !self.held.borrow().is_full() {
                 return self.hold(context_id, headers, single, &refetch, now);
             }
         }
@@ -493,9 +495,20 @@ impl Worker {
             single,
             providers: waiting_on,
         };
-        self.held
+        let held = self
+            .held
             .borrow_mut()
             .hold(context_id, deadline_ms, waiting_for);
+        if !held {
+            // Callers check for room first; fail closed if that ever changes.
+            pwf_shared::reply::send_json_error(
+                503,
+                "jwks_unavailable",
+                "too many requests are waiting for keys",
+                &[],
+            );
+            return Action::Pause;
+        }
         self.metrics.held.inc();
         Action::Pause
     }
@@ -688,6 +701,17 @@ impl HttpContext for Request {
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
         // While held, the body must wait too: `Continue` here would let the request through.
+        if self.worker.is_held(self.context_id) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Envoy delivers neither body nor trailers while the header phase is
+        // paused (it stops all iteration); a host that does must not let the
+        // trailers resume the request either.
         if self.worker.is_held(self.context_id) {
             Action::Pause
         } else {

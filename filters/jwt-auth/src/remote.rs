@@ -121,9 +121,13 @@ impl Status {
         }
     }
 
-    /// Grants an unknown-`kid` refetch if the cooldown has passed. Returns the
-    /// new status, or `None` if the request is refused.
+    /// Grants an unknown-`kid` refetch if the cooldown has passed and no
+    /// backoff holds fetches back. Returns the new status, or `None` if the
+    /// request is refused (the token is then decided at once).
     pub fn request_refetch(self, policy: &Policy, now_ms: u64) -> Option<Status> {
+        if now_ms < self.next_attempt_ms {
+            return None; // no fetch could start: do not hold requests for one
+        }
         if self.refetch_requested_ms != 0 {
             return Some(self); // already pending: join it
         }
@@ -252,6 +256,28 @@ mod tests {
         assert_eq!(done.refetch_requested_ms, 0);
         assert_eq!(done.request_refetch(&p, 129_999), None, "cooldown");
         assert!(done.request_refetch(&p, 130_000).is_some());
+    }
+
+    #[test]
+    fn no_refetch_is_granted_or_joined_while_fetches_back_off() {
+        let p = policy();
+        // The endpoint failed: no fetch before 111_000.
+        let failed = Status::default().after_failure(&p, 110_000, 250);
+        assert_eq!(failed.request_refetch(&p, 110_500), None);
+        // A refetch pending when a backoff starts is not joined either.
+        let pending = Status {
+            next_attempt_ms: 111_000,
+            refetch_requested_ms: 109_000,
+            last_refetch_ms: 109_000,
+            ..Status::default()
+        };
+        assert_eq!(pending.request_refetch(&p, 110_500), None);
+        assert_eq!(pending.request_refetch(&p, 111_000), Some(pending));
+        let later = failed.request_refetch(&p, 111_000).unwrap();
+        assert_eq!(
+            fetch_due(&p, Some(0), &later, 111_000),
+            Some(FetchReason::UnknownKid)
+        );
     }
 
     #[test]

@@ -138,12 +138,13 @@ fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
 fn query_value(headers: &HeaderList, name: &str) -> Option<Vec<u8>> {
     let full = headers.get(":path")?;
     let query = full.get(full.iter().position(|&b| b == b'?')? + 1..)?;
+    // The first non-empty value: an empty `name=` before it must not hide it.
     query
         .split(|&b| b == b'&')
         .map(split_pair)
-        .find(|(n, _)| decode(n) == name.as_bytes())
+        .filter(|(n, _)| decode(n) == name.as_bytes())
         .map(|(_, v)| decode(v))
-        .filter(|v| !v.is_empty())
+        .find(|v| !v.is_empty())
 }
 
 /// `application/x-www-form-urlencoded` decoding: `%XX` and `+` as space; a
@@ -181,7 +182,7 @@ fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
     header
         .split(|&b| b == b';')
         .map(|c| split_pair(trim(c)))
-        .find(|(n, _)| *n == name.as_bytes())
+        .filter(|(n, _)| *n == name.as_bytes())
         .map(|(_, v)| {
             // RFC 6265 allows the value in double quotes.
             match v {
@@ -189,5 +190,5 @@ fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
                 _ => v,
             }
         })
-        .filter(|v| !v.is_empty())
+        .find(|v| !v.is_empty())
 }

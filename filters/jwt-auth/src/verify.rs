@@ -278,11 +278,16 @@ pub fn verify(
 
     let candidates: Vec<&Key> = match header.get("kid") {
         None => keys.keys().iter().filter(|k| k.accepts(alg)).collect(),
-        Some(Value::String(kid)) => keys
-            .by_kid(kid)
-            .filter(|k| k.accepts(alg))
-            .into_iter()
-            .collect(),
+        // The key with that kid; without one, keys that have no kid (an
+        // inline secret, a JWKS entry without `kid`), as jwt_authn does.
+        Some(Value::String(kid)) => match keys.by_kid(kid) {
+            Some(key) => Some(key).filter(|k| k.accepts(alg)).into_iter().collect(),
+            None => keys
+                .keys()
+                .iter()
+                .filter(|k| k.kid.is_none() && k.accepts(alg))
+                .collect(),
+        },
         Some(_) => return Err(malformed("kid is not a string")),
     };
     if candidates.is_empty() {

@@ -529,6 +529,17 @@ impl HttpContext for Request {
         }
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Envoy delivers neither body nor trailers while the header phase is
+        // paused (it stops all iteration); a host that does must not let the
+        // trailers resume the request either.
+        if self.pending.is_some() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in self.response_headers.drain(..) {
             host::set_header(HeaderMapType::HttpResponseHeaders, name, value.as_bytes());

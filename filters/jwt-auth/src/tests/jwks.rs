@@ -147,6 +147,8 @@ fn unusable_keys_are_skipped_and_counted() {
             "RSA e of zeros",
             with(rsa, json!({"e": "AAAA", "kid": "n"})),
         ),
+        ("RSA n of zeros", with(rsa, json!({"n": "AA", "kid": "n0"}))),
+        ("RSA n empty", with(rsa, json!({"n": "", "kid": "n1"}))),
         (
             "EC curve P-521",
             with(ec, json!({"crv": "P-521", "alg": null, "kid": "o"})),

@@ -67,6 +67,9 @@ fn query_parameter_is_percent_decoded() {
         ("/p?access_token=bad%zz%4", Some("bad%zz%4")),
         ("/p?access_token=%2B1", Some("+1")),
         ("/p?access_token=first&access_token=second", Some("first")),
+        // an empty value first must not hide a token after it
+        ("/p?access_token=&access_token=a.b.c", Some("a.b.c")),
+        ("/p?access_token&access_token=a.b.c", Some("a.b.c")),
         ("/p?access_token=", None),
         ("/p?access_token", None),
         ("/p?xaccess_token=tok", None),
@@ -96,6 +99,8 @@ fn cookie_among_several() {
         ),
         (vec!["xsession=no; sessionx=no"], None),
         (vec!["session="], None),
+        (vec!["session=; session=a.b.c"], Some("a.b.c")),
+        (vec![r#"session="""#, "session=a.b.c"], Some("a.b.c")),
         (vec!["a=1"], None),
     ] {
         let pairs: Vec<(&str, &str)> = cookies.iter().map(|c| ("cookie", *c)).collect();

@@ -85,6 +85,34 @@ fn every_hmac_algorithm_verifies() {
 }
 
 #[test]
+fn keys_without_kid_verify_tokens_that_carry_one() {
+    // Many HMAC issuers put a kid in the header; an inline secret has none.
+    let c = compile(&format!(
+        r#"{{"providers":[{}]}}"#,
+        secret_provider("hs", "")
+    ));
+    let secret = EncodingKey::from_secret(testdata_str("hs.secret").as_bytes());
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("key-2024".into());
+    assert!(run(&c, &sign_with(&h, &claims(), &secret)).is_ok());
+    let wrong = EncodingKey::from_secret(b"another secret of the same length, or close");
+    assert_eq!(
+        reason(&c, &sign_with(&h, &claims(), &wrong)),
+        Reason::InvalidSignature
+    );
+    // A JWKS key without kid is tried too, when no key has the token's kid.
+    let mut jwks: Value = serde_json::from_str(&testdata_str("ed25519.jwks.json")).unwrap();
+    jwks["keys"][0].as_object_mut().unwrap().remove("kid");
+    let c = compile(&format!(
+        r#"{{"providers":[{{"name":"p","issuer":"{ISS}","audiences":["api"],"jwks":{{"inline":{jwks}}}}}]}}"#
+    ));
+    let (key, _) = signing_key(Algorithm::EdDSA);
+    let mut h = Header::new(Algorithm::EdDSA);
+    h.kid = Some("rotated".into());
+    assert!(run(&c, &sign_with(&h, &claims(), &key)).is_ok());
+}
+
+#[test]
 fn secret_from_env_and_base64_encodings() {
     let secret = testdata_str("hs.secret");
     let std_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &secret);
