@@ -68,6 +68,12 @@ fn two_envoys_share_one_limit_through_the_rate_limit_service() {
     assert_eq!(denied.json()["error"], "rate_limited");
     let retry_after: u64 = denied.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // The service decided: its limit, not a local window, is named.
+    assert_eq!(
+        denied.json()["message"],
+        "plan 'free': over the limit of the rate limit service"
+    );
+    assert_eq!(denied.header("ratelimit"), None);
     assert_eq!(get(&b, &token).status, 429);
     assert_eq!(rls.call_count(), 7, "every request asked the service");
     assert_eq!(echo.request_count(), 5);
@@ -130,6 +136,26 @@ fn a_service_outage_applies_on_error() {
         get(&closed, &token).status == 200
     });
     assert!(back, "requests pass again once the service is back");
+}
+
+#[test]
+fn shadow_mode_counts_each_request_once() {
+    // Both the local pre-check and the service would limit the 6th and 7th
+    // requests; shadow mode lets them all through and counts each once.
+    let redis = Redis::start();
+    let rls = service(&redis);
+    let echo = EchoUpstream::start("api");
+    let mut config = shipped_config();
+    config["mode"] = json!("shadow");
+    config["plans"]["free"]["limits"] = json!([{"requests": 5, "per": "minute"}]);
+    let a = envoy(&echo, &rls, Some(&config));
+    let token = demo_token("kim", json!({"plan": "free"}));
+    let statuses: Vec<u16> = (0..7).map(|_| get(&a, &token).status).collect();
+    assert_eq!(statuses, [200; 7]);
+    assert_eq!(rls.call_count(), 7);
+    assert_eq!(metric(&a, "allowed.free"), 7);
+    assert_eq!(metric(&a, "shadow_limited.free"), 2);
+    assert_eq!(metric(&a, "limited.free"), 0);
 }
 
 #[test]

@@ -160,7 +160,7 @@ impl Worker {
             Verdict::Deny {
                 window,
                 retry_after_ns,
-            } => self.deny(plan, window, retry_after_ns),
+            } => self.deny(plan, Some(window), retry_after_ns, final_check),
             Verdict::Full => {
                 self.metrics.store_full.inc();
                 log::warn!(
@@ -178,17 +178,27 @@ impl Worker {
         }
     }
 
-    fn deny(&self, plan: usize, window: WindowState, retry_after_ns: u64) -> Outcome {
+    /// Limits a request: `window` is the local window that denied it, or
+    /// None when the rate limit service did. In shadow mode the request goes
+    /// on, and only a final decision is counted (a local pre-check is
+    /// followed by the service's answer).
+    fn deny(
+        &self,
+        plan: usize,
+        window: Option<WindowState>,
+        retry_after_ns: u64,
+        final_check: bool,
+    ) -> Outcome {
         let Some(p) = self.compiled.plans.get(plan) else {
             return Outcome::Continue(Vec::new());
         };
         let metrics = self.metrics.plan(plan);
-        let w = p.windows.get(window.window);
-        let limit = w.map_or_else(String::new, |w| {
-            format!("at most {} requests per {}", w.requests, w.per.as_str())
-        });
+        let limit = match window.and_then(|w| p.windows.get(w.window)) {
+            Some(w) => format!("at most {} requests per {}", w.requests, w.per.as_str()),
+            None => "over the limit of the rate limit service".to_owned(),
+        };
         if self.compiled.mode == Mode::Shadow {
-            if let Some(m) = metrics {
+            if let Some(m) = metrics.filter(|_| final_check) {
                 m.shadow_limited.inc();
                 m.allowed.inc();
             }
@@ -203,11 +213,14 @@ impl Worker {
         }
         let retry_after = headers::ceil_secs(retry_after_ns).max(1).to_string();
         let mut extra: Vec<(&str, String)> = vec![("retry-after", retry_after)];
-        extra.extend(headers::render(
-            &self.compiled.response_headers,
-            p,
-            &[window],
-        ));
+        // The service's limits are its own: no local policy describes them.
+        if let Some(window) = window {
+            extra.extend(headers::render(
+                &self.compiled.response_headers,
+                p,
+                &[window],
+            ));
+        }
         let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
         pwf_shared::reply::send_json_error(
             429,
@@ -404,13 +417,13 @@ impl Request {
                     "{FILTER}: cannot call the rate limit service on cluster '{}': {status:?}",
                     global.cluster
                 );
-                self.rls_failed(local)
+                self.rls_failed(plan, local)
             }
         }
     }
 
     /// The service failed or did not answer: `global.on_error` decides.
-    fn rls_failed(&mut self, local: Vec<(&'static str, String)>) -> Action {
+    fn rls_failed(&mut self, plan: usize, local: Vec<(&'static str, String)>) -> Action {
         self.worker.metrics.rls_errors.inc();
         let on_error = self
             .worker
@@ -420,6 +433,9 @@ impl Request {
             .map_or(FailureMode::Allow, |g| g.on_error);
         match on_error {
             FailureMode::Allow => {
+                if let Some(m) = self.worker.metrics.plan(plan) {
+                    m.allowed.inc();
+                }
                 self.response_headers = local;
                 Action::Continue
             }
@@ -460,12 +476,9 @@ impl Context for Request {
                 host::resume_request();
             }
             Some(rls::Decision::OverLimit { retry_after_s }) => {
-                let window = WindowState {
-                    window: 0,
-                    remaining: 0,
-                    reset_ns: retry_after_s.saturating_mul(1_000_000_000),
-                };
-                if let Outcome::Continue(h) = worker.deny(pending.plan, window, window.reset_ns) {
+                let retry_after_ns = retry_after_s.saturating_mul(1_000_000_000);
+                if let Outcome::Continue(h) = worker.deny(pending.plan, None, retry_after_ns, true)
+                {
                     self.response_headers = h;
                     host::resume_request();
                 }
@@ -474,7 +487,7 @@ impl Context for Request {
                 log::warn!(
                     "{FILTER}: rate limit service error (gRPC status {status_code}, {response_size} bytes)"
                 );
-                if self.rls_failed(pending.local_headers) == Action::Continue {
+                if self.rls_failed(pending.plan, pending.local_headers) == Action::Continue {
                     host::resume_request();
                 }
             }

@@ -35,26 +35,30 @@ pub fn render(
     states: &[WindowState],
 ) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let Some(state) = states
+    // A burst above `requests` can leave more than the policy's quota; the
+    // headers never report more remaining than the quota they name.
+    let reported = |s: &WindowState| {
+        let window = plan.windows.get(s.window)?;
+        Some((window, s.remaining.min(window.requests), s.reset_ns))
+    };
+    let Some((window, remaining, reset_ns)) = states
         .iter()
-        .min_by_key(|s| (s.remaining, u64::MAX - s.reset_ns))
+        .filter_map(reported)
+        .min_by_key(|&(_, remaining, reset_ns)| (remaining, u64::MAX - reset_ns))
     else {
         return out;
     };
-    let Some(window) = plan.windows.get(state.window) else {
-        return out;
-    };
-    let reset = ceil_secs(state.reset_ns);
+    let reset = ceil_secs(reset_ns);
     if cfg.draft {
         out.push(("ratelimit-policy", plan.policy_header.clone()));
         out.push((
             "ratelimit",
-            format!("\"{}\";r={};t={reset}", window.policy, state.remaining),
+            format!("\"{}\";r={remaining};t={reset}", window.policy),
         ));
     }
     if cfg.legacy {
         out.push(("x-ratelimit-limit", window.requests.to_string()));
-        out.push(("x-ratelimit-remaining", state.remaining.to_string()));
+        out.push(("x-ratelimit-remaining", remaining.to_string()));
         out.push(("x-ratelimit-reset", reset.to_string()));
     }
     out

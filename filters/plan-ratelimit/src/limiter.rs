@@ -149,10 +149,13 @@ impl Engine {
         let owner = owner_id(&p.name, client);
         self.clock.0.set(now_ns);
         for _ in 0..MAX_ATTEMPTS {
-            let (index, record, cas) = match self.table.place(store, owner, now_ns) {
+            let (index, record, cas, claimed) = match self.table.place(store, owner, now_ns) {
                 Ok(Placement::Slot {
-                    index, record, cas, ..
-                }) => (index, record, cas),
+                    index,
+                    record,
+                    cas,
+                    claimed,
+                }) => (index, record, cas, claimed),
                 Ok(Placement::Full) => return Verdict::Full,
                 Err(e) => return Verdict::Store(e),
             };
@@ -219,7 +222,12 @@ impl Engine {
                 tats: *self.txn.0.borrow(),
             };
             match store.set(&self.table.key(index), &updated.encode(), cas) {
-                Ok(()) => return Verdict::Allow(states),
+                Ok(()) => {
+                    if claimed {
+                        self.fold_duplicate(store, owner, index, now_ns);
+                    }
+                    return Verdict::Allow(states);
+                }
                 Err(StoreError::CasMismatch) => continue,
                 Err(e) => return Verdict::Store(e),
             }
@@ -227,5 +235,55 @@ impl Engine {
         Verdict::Store(StoreError::Host(format!(
             "slot still contended after {MAX_ATTEMPTS} attempts"
         )))
+    }
+
+    /// After claiming slot `mine`: two workers can claim different slots for
+    /// one new client when a slot expires between their clocks. The client's
+    /// first slot in probe order is the one every later check finds, so a
+    /// claim behind it moves its requests there (the GCRA backlog of each
+    /// window adds up) and frees itself; otherwise they would be forgotten.
+    fn fold_duplicate<S: SharedStore>(&self, store: &S, owner: u64, mine: u32, now_ns: u64) {
+        let first = match self.table.place(store, owner, now_ns) {
+            Ok(Placement::Slot { index, .. }) if index != mine => index,
+            _ => return,
+        };
+        let Some(taken) = self.take_slot(store, owner, mine) else {
+            return;
+        };
+        let key = self.table.key(first);
+        for _ in 0..MAX_ATTEMPTS {
+            let Ok((bytes, cas)) = store.get(&key) else {
+                return;
+            };
+            let mut target = Record::decode(bytes.as_deref());
+            if target.owner != owner {
+                return;
+            }
+            for (tat, extra) in target.tats.iter_mut().zip(taken.tats) {
+                let backlog = extra.saturating_sub(now_ns);
+                if backlog > 0 {
+                    *tat = (*tat).max(now_ns).saturating_add(backlog);
+                }
+            }
+            if store.set(&key, &target.encode(), cas).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Empties slot `index` if `owner` still holds it; returns what it held.
+    fn take_slot<S: SharedStore>(&self, store: &S, owner: u64, index: u32) -> Option<Record> {
+        let key = self.table.key(index);
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, cas) = store.get(&key).ok()?;
+            let record = Record::decode(bytes.as_deref());
+            if record.owner != owner {
+                return None;
+            }
+            if store.set(&key, &Record::default().encode(), cas).is_ok() {
+                return Some(record);
+            }
+        }
+        None
     }
 }

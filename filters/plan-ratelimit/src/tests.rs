@@ -287,6 +287,22 @@ fn remaining_and_reset_are_reported_for_each_window() {
             ("x-ratelimit-reset", "1".to_owned()),
         ]
     );
+    // A burst above the rate: the first request leaves 9 of the burst of 10,
+    // but no more than the quota of 5 is reported.
+    let bursty = config(json!({
+        "plans": {"p": {"limits": [{"requests": 5, "per": "second", "burst": 10}]}},
+        "fallback_plan": "p",
+        "response_headers": {"draft": true, "legacy": true}
+    }));
+    let e = engine(&bursty, 64);
+    let Verdict::Allow(states) = e.check(&store, &bursty.plans, 0, b"a", 1, T0) else {
+        panic!()
+    };
+    assert_eq!(states[0].remaining, 9);
+    let h = headers::render(&bursty.response_headers, &bursty.plans[0], &states);
+    assert_eq!(h[1], ("ratelimit", "\"p-second\";r=5;t=1".to_owned()));
+    assert_eq!(h[2], ("x-ratelimit-limit", "5".to_owned()));
+    assert_eq!(h[3], ("x-ratelimit-remaining", "5".to_owned()));
 }
 
 #[test]
@@ -610,4 +626,83 @@ fn distinct_client_keys_stay_distinct_in_descriptors() {
             "1:k\u{e9}"
         ]
     );
+}
+
+/// What another worker does between a check's read and its write.
+type OtherWorker = Box<dyn FnOnce(&MemoryStore)>;
+
+/// A store that lets another worker run `hook` just before its first write.
+struct Interleaved {
+    inner: MemoryStore,
+    hook: std::cell::RefCell<Option<OtherWorker>>,
+}
+
+impl SharedStore for Interleaved {
+    fn get(
+        &self,
+        key: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<u32>), pwf_shared::shared_data::StoreError> {
+        self.inner.get(key)
+    }
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), pwf_shared::shared_data::StoreError> {
+        let hook = self.hook.borrow_mut().take();
+        if let Some(run) = hook {
+            run(&self.inner);
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn two_workers_claiming_different_slots_for_one_client_lose_no_request() {
+    // Worker 1 (clock T0) sees the client's first probe slot still held by
+    // another client until T0 + 10 ns and claims the second; before it
+    // writes, worker 2 (clock T0 + 20 ns) finds the first expired and claims
+    // it. Both writes succeed; the request in the second slot must not be lost.
+    let c = std::rc::Rc::new(config(json!({
+        "plans": {"p": {"limits": [{"requests": 5, "per": "second"}]}},
+        "fallback_plan": "p", "store": {"slots": 16}
+    })));
+    let table = Table::new("t".into(), 16);
+    let store = Interleaved {
+        inner: MemoryStore::default(),
+        hook: std::cell::RefCell::new(None),
+    };
+    table.create(&store.inner).unwrap();
+    let owner = owner_id("p", b"a");
+    let other = Record {
+        owner: owner ^ 2,
+        tats: [T0 + 10, 0, 0, 0],
+    };
+    let first = u32::try_from(owner % 16).unwrap();
+    store
+        .inner
+        .set(&table.key(first), &other.encode(), None)
+        .unwrap();
+    let worker1 = engine(&c, 16);
+    let worker2 = std::rc::Rc::new(engine(&c, 16));
+    let (c2, w2) = (c.clone(), worker2.clone());
+    *store.hook.borrow_mut() = Some(Box::new(move |s: &MemoryStore| {
+        assert!(allowed(&w2.check(s, &c2.plans, 0, b"a", 1, T0 + 20)));
+    }));
+    assert!(allowed(&worker1.check(&store, &c.plans, 0, b"a", 1, T0)));
+    let more = (0..10)
+        .filter(|_| allowed(&worker1.check(&store.inner, &c.plans, 0, b"a", 1, T0 + 30)))
+        .count();
+    assert_eq!(
+        2 + more,
+        5,
+        "a burst of 5, the two racing requests included"
+    );
+    let owned = (0..16)
+        .filter(|&i| {
+            Record::decode(store.inner.get(&table.key(i)).unwrap().0.as_deref()).owner == owner
+        })
+        .count();
+    assert_eq!(owned, 1, "the second slot was freed");
 }
