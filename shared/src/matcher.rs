@@ -7,6 +7,7 @@ use crate::config::{ConfigError, FieldPath};
 use crate::headers::{header_name_problem, HeaderList};
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// Upper bound on a compiled regex, so a config cannot blow up memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -176,7 +177,8 @@ struct CompiledHeaderMatch {
 /// empty match matches every request.
 ///
 /// - `host`: the `:authority` without its port, compared case-insensitively.
-/// - `path`: `:path` without the query string, as sent (not percent-decoded).
+/// - `path`: `:path` without the query string, resolved as an upstream would
+///   resolve it ([`resolved_path`]); not otherwise percent-decoded.
 /// - `methods`: any of these methods (upper case).
 /// - `headers`: every header condition must hold.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -185,7 +187,8 @@ struct CompiledHeaderMatch {
 pub struct RequestMatch {
     /// `:authority` without its port, compared case-insensitively.
     pub host: Option<StringMatch>,
-    /// `:path` without the query string, as sent (not percent-decoded).
+    /// `:path` without the query string, with `.` and `..` segments resolved
+    /// and repeated slashes merged (not otherwise percent-decoded).
     pub path: Option<StringMatch>,
     /// Any of these methods (upper case); empty: any method.
     #[serde(default)]
@@ -269,7 +272,7 @@ impl RequestMatcher {
             }
         }
         if let Some(m) = &self.path {
-            if !m.matches(req.path()) {
+            if !m.matches(&resolved_path(req.path())) {
                 return false;
             }
         }
@@ -282,6 +285,71 @@ impl RequestMatcher {
             HeaderCondition::Value(m) => req.get_all(&h.name).any(|v| m.matches(v)),
         })
     }
+}
+
+/// `path` as an upstream that resolves it sees it, for matching: `%2E` is a
+/// `.`, runs of `/` are one, and `.` and `..` segments are removed (RFC 3986
+/// §5.2.4). Otherwise `/health/../admin` would match a rule for `/health`
+/// and reach `/admin`. Borrowed when there is nothing to resolve; Envoy's
+/// `normalize_path` and `merge_slashes` do the same before any filter.
+pub fn resolved_path(path: &[u8]) -> Cow<'_, [u8]> {
+    if !path.starts_with(b"/") || !needs_resolving(path) {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_dots(path);
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut ends_in_directory = false;
+    for segment in decoded.split(|&b| b == b'/').skip(1) {
+        ends_in_directory = true;
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => {
+                segments.push(s);
+                ends_in_directory = false;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    for s in &segments {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    if ends_in_directory || out.is_empty() {
+        out.push(b'/');
+    }
+    Cow::Owned(out)
+}
+
+fn needs_resolving(path: &[u8]) -> bool {
+    let mut segments = path.split(|&b| b == b'/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == b"." || segment == b".." {
+            return true;
+        }
+    }
+    path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%2e"))
+}
+
+fn decode_dots(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut rest = path;
+    while let Some((&b, tail)) = rest.split_first() {
+        match tail {
+            [x, y, after @ ..] if b == b'%' && *x == b'2' && y.eq_ignore_ascii_case(&b'e') => {
+                out.push(b'.');
+                rest = after;
+            }
+            _ => {
+                out.push(b);
+                rest = tail;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -398,5 +466,39 @@ mod tests {
                 .path,
             "match.headers[0]"
         );
+    }
+
+    #[test]
+    fn paths_are_resolved_before_matching() {
+        for (raw, resolved) in [
+            ("/api/v1/users", "/api/v1/users"),
+            ("/", "/"),
+            ("/a/", "/a/"),
+            ("/health/../admin", "/admin"),
+            ("/health/%2e%2E/admin", "/admin"),
+            ("/health/..%2Fadmin", "/health/..%2Fadmin"),
+            ("/a/./b/", "/a/b/"),
+            ("/a//b", "/a/b"),
+            ("//admin", "/admin"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/../../x", "/x"),
+            ("/..", "/"),
+            ("/a.b/c..d/...", "/a.b/c..d/..."),
+            ("*", "*"),
+        ] {
+            assert_eq!(
+                String::from_utf8_lossy(&resolved_path(raw.as_bytes())),
+                resolved,
+                "{raw}"
+            );
+        }
+        assert!(matches!(resolved_path(b"/api/v1/x.json"), Cow::Borrowed(_)));
+        let health = rm(r#"{"path":{"prefix":"/health"}}"#).unwrap();
+        let at = |p: &str| HeaderList::from_pairs([(":path", p)]);
+        assert!(health.matches(&at("/health/live?x=1")));
+        assert!(!health.matches(&at("/health/../admin")));
+        assert!(!health.matches(&at("/health/%2e%2e/admin")));
+        assert!(!health.matches(&at("//health/../../admin")));
     }
 }

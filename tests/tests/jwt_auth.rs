@@ -114,6 +114,14 @@ fn missing_token_gets_401_with_rfc6750_challenge() {
 fn rules_bypass_allow_missing_and_unprotected_paths() {
     let (envoy, echo) = start_shipped();
     assert_eq!(envoy.get("/health").status, 200);
+    // A bypass prefix cannot be walked out of with dot segments.
+    for walked in [
+        "/health/../api/orders",
+        "/health/%2E%2e/api/orders",
+        "/health/.//../api/orders",
+    ] {
+        assert_denied(&envoy.get(walked), 401, "missing");
+    }
     assert_eq!(
         envoy.req("OPTIONS", "/api/orders").send().status,
         200,

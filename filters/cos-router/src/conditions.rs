@@ -197,7 +197,8 @@ impl Conditions {
             }
         }
         if let (Some(m), Some(slot)) = (&self.path, self.path_slot) {
-            if !m.matches(path_only(req.header(slot).unwrap_or_default())) {
+            let path = path_only(req.header(slot).unwrap_or_default());
+            if !m.matches(&pwf_shared::matcher::resolved_path(path)) {
                 return false;
             }
         }
