@@ -498,6 +498,7 @@ impl Config {
             None => None,
         };
 
+        self.check_inputs_are_not_outputs(&outputs.names, &root)?;
         Ok(Compiled {
             slots: slots.into_names(),
             classes,
@@ -508,6 +509,43 @@ impl Config {
             anonymous,
             override_,
         })
+    }
+
+    /// Conditions and keys read the request before the filter writes it, so
+    /// a header it writes would be read as the client sent it: spoofable.
+    fn check_inputs_are_not_outputs(
+        &self,
+        outputs: &[String],
+        root: &FieldPath,
+    ) -> Result<(), ConfigError> {
+        let written = |name: &str, path: FieldPath| {
+            if outputs.iter().any(|o| o == name) {
+                Err(path.error(format!(
+                    "'{name}' is a header this filter writes; a condition on it would read the client's copy"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let headers_of = |m: &MatchConfig, path: FieldPath| -> Result<(), ConfigError> {
+            for (i, h) in m.headers.iter().enumerate() {
+                written(&h.name, path.field("headers").index(i).field("name"))?;
+            }
+            Ok(())
+        };
+        for (i, c) in self.classes.iter().enumerate() {
+            headers_of(&c.matches, root.field("classes").index(i).field("match"))?;
+        }
+        for (i, e) in self.experiments.iter().enumerate() {
+            let ep = root.field("experiments").index(i);
+            headers_of(&e.matches, ep.field("match"))?;
+            for (j, k) in e.key.iter().enumerate() {
+                if let Some(h) = &k.header {
+                    written(h, ep.field("key").index(j).field("header"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn compile_class(

@@ -324,6 +324,14 @@ fn bad_configs_name_the_field() {
             "exposure_header: 'set-cookie' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header",
         ),
         (
+            json!({"classes": [{"name": "b", "match": {"headers": [{"name": "x-cos-class", "value": {"exact": "pro"}}]}}], "default_class": {"name": "a"}}),
+            "classes[0].match.headers[0].name: 'x-cos-class' is a header this filter writes; a condition on it would read the client's copy",
+        ),
+        (
+            json!({"experiments": [{"name": "e", "salt": "s", "key": [{"header": "x-cos-experiments"}], "variants": [{"name": "a", "weight": 1}]}], "default_class": {"name": "a"}}),
+            "experiments[0].key[0].header: 'x-cos-experiments' is a header this filter writes; a condition on it would read the client's copy",
+        ),
+        (
             json!({"default_class": {"name": "a"}, "exposure_header": ":status"}),
             "exposure_header: ':status' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header",
         ),
