@@ -112,7 +112,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<T, Config
         } else {
             path
         };
-        ConfigError::new(path, strip_position(&e.into_inner().to_string()))
+        let message = e.into_inner().to_string();
+        // With a path, the position adds nothing (and custom messages, such
+        // as the secrets', carry it too).
+        let message = if path.is_empty() {
+            strip_position(&message)
+        } else {
+            message
+                .rfind(" at line ")
+                .and_then(|pos| message.get(..pos))
+                .unwrap_or(&message)
+                .to_string()
+        };
+        ConfigError::new(path, message)
     })?;
     de.end()
         .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;

@@ -149,6 +149,23 @@ fn debug_output_never_shows_the_secret() {
         "{shown}"
     );
     assert!(shown.contains("redacted"));
+    // The parsed (not yet compiled) configuration hides it too.
+    let parsed: Config = serde_json::from_value(minimal()).unwrap();
+    assert!(!format!("{parsed:?}").contains("svc-a-secret"));
+    // A secret written as a plain string, or with the wrong type, is refused
+    // without being quoted in the error (which Envoy logs).
+    for secret in [
+        json!("svc-a-secret"),
+        json!({"inline": ["svc-a-secret"]}),
+        json!({"inline": 987654321}),
+    ] {
+        let err = load_err(&with(minimal(), "/sources/0/client_secret", secret));
+        assert!(err.starts_with("sources[0].client_secret"), "{err}");
+        assert!(
+            !err.contains("svc-a-secret") && !err.contains("987654321"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -129,18 +129,50 @@ pub struct RemoteConfig {
     pub retry_max_ms: u64,
 }
 
-/// Exactly one of `inline` or `env`.
-#[derive(Debug, Clone, Deserialize)]
+/// Exactly one of `inline` or `env`. Configuration errors never show the
+/// inline value.
+#[derive(Clone)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub struct SecretConfig {
     /// The secret itself.
     pub inline: Option<String>,
     /// Name of an environment variable (read through the glue's lookup).
     pub env: Option<String>,
     /// How the secret text is decoded into key bytes.
-    #[serde(default)]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub encoding: SecretEncoding,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretFields {
+    #[serde(default, deserialize_with = "pwf_shared::secret::secret_text")]
+    inline: Option<String>,
+    env: Option<String>,
+    #[serde(default)]
+    encoding: SecretEncoding,
+}
+
+impl<'de> Deserialize<'de> for SecretConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f: SecretFields = pwf_shared::secret::deserialize_object(d)?;
+        Ok(SecretConfig {
+            inline: f.inline,
+            env: f.env,
+            encoding: f.encoding,
+        })
+    }
+}
+
+impl std::fmt::Debug for SecretConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretConfig")
+            .field("inline", &self.inline.as_ref().map(|_| "<redacted>"))
+            .field("env", &self.env)
+            .field("encoding", &self.encoding)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

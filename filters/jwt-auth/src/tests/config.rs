@@ -288,4 +288,25 @@ fn secret_errors_never_show_the_secret() {
     ))
     .unwrap_err();
     assert!(!err.to_string().contains(secret), "{err}");
+    // A secret written as a plain string, or of the wrong type, is refused
+    // without quoting it.
+    for value in [
+        format!("\"{secret}\""),
+        format!("{{\"inline\":[\"{secret}\"]}}"),
+    ] {
+        let err = try_compile(&format!(
+            r#"{{"providers":[{{"name":"hs","issuer":"i","secret":{value}}}]}}"#
+        ))
+        .unwrap_err();
+        assert!(!err.to_string().contains(secret), "{err}");
+        assert!(
+            err.to_string().starts_with("providers[0].secret"),
+            "{err}"
+        );
+    }
+    let c: crate::config::Config = serde_json::from_str(&format!(
+        r#"{{"providers":[{{"name":"hs","issuer":"i","secret":{{"inline":"{secret}"}}}}]}}"#
+    ))
+    .unwrap();
+    assert!(!format!("{c:?}").contains(secret));
 }
