@@ -852,6 +852,13 @@ fn block_refuses_requests_and_aborts_responses_without_sending_the_value() {
         "response blocked: contains card",
     );
     assert!(!resp.text().contains("4111"));
+    // nor in the header itself: the refusal carries the redacted headers
+    assert_eq!(resp.header("x-debug-info"), Some("card [REDACTED:card]"));
+    assert!(
+        resp.headers.iter().all(|(_, v)| !v.contains("4111")),
+        "{:?}",
+        resp.headers
+    );
 
     // a request body with a card: 403; the upstream never gets a body byte
     let before = up.request_count();

@@ -73,11 +73,11 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "bearer_token",
-        description: "`Bearer <token>` as in an Authorization header (token68 value of 16+ characters)",
+        description: "`Bearer <token>` as in an Authorization header (token68 value of 16+ characters; a JSON escape's backslash, as in `\\/`, counts as one)",
         // The match includes the `Bearer ` prefix (no look-behind); see
         // `value_start`. 16 characters at least, so `bearer of good news`
         // or `Bearer realm="api"` do not count.
-        pattern: r"\b(?i:bearer)[ ]{1,8}[A-Za-z0-9._~+/-]{16,4096}={0,2}",
+        pattern: r"\b(?i:bearer)[ ]{1,8}[A-Za-z0-9._~+/\\-]{16,4096}={0,2}",
         validator: Validator::None,
         opt_in: false,
     },
@@ -111,12 +111,12 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "aws_secret_access_key",
-        description: "AWS secret access key (40 characters) introduced by aws_secret_access_key/secret_access_key/aws_secret and = or :",
+        description: "AWS secret access key (40 characters; a JSON-escaped `\\/` counts as `/`) introduced by aws_secret_access_key/secret_access_key/aws_secret and = or :",
         // A bare 40-character base64 string is far too common to count, so
         // the keyword is required. Without look-behind the match covers the
         // whole `keyword = value` (or `keyword": "value`); the secret is its
         // last 40 bytes, see `value_start`.
-        pattern: r#"(?i:\b(?:aws_?)?secret_?access_?key|\baws_?secret(?:_?key)?)["']?[ \t]{0,4}(?:=>|=|:)[ \t]{0,4}["']?[A-Za-z0-9/+]{40}"#,
+        pattern: r#"(?i:\b(?:aws_?)?secret_?access_?key|\baws_?secret(?:_?key)?)["']?[ \t]{0,4}(?:=>|=|:)[ \t]{0,4}["']?(?:[A-Za-z0-9+]|\\?/){40}"#,
         validator: Validator::None,
         opt_in: false,
     },
@@ -324,7 +324,19 @@ const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
 /// name (and the JSON around it) intact. 0 for every other detector.
 pub fn value_start(detector: &str, matched: &[u8]) -> usize {
     match detector {
-        "aws_secret_access_key" => matched.len().saturating_sub(40),
+        // After the separator and an opening quote; the secret may hold
+        // JSON-escaped slashes (`\/`), so it can be longer than 40 bytes.
+        "aws_secret_access_key" => matched
+            .iter()
+            .rposition(|&b| matches!(b, b'=' | b':' | b'>'))
+            .map_or(0, |sep| {
+                let rest = matched.get(sep + 1..).unwrap_or_default();
+                sep + 1
+                    + rest
+                        .iter()
+                        .take_while(|&&b| matches!(b, b' ' | b'\t' | b'"' | b'\''))
+                        .count()
+            }),
         "bearer_token" => matched
             .iter()
             .position(|&b| b == b' ')
@@ -359,22 +371,26 @@ impl Validator {
 impl Validator {
     /// [`accepts`](Self::accepts) plus the validator's context rules, which
     /// need the bytes around the match `hay[start..end]` (the engine has no
-    /// look-behind). At most one byte before `start` is consulted (the
-    /// stream keeps one byte of context); after `end`, whatever is present.
+    /// look-behind). At most two bytes before `start` are consulted (the
+    /// stream keeps two bytes of context); after `end`, whatever is present.
     ///
     /// - Luhn/card: not the digits of a decimal fraction
-    ///   (`0.4111111111111111`, a JSON float) and not followed by `.<digit>`.
+    ///   (`0.4111111111111111`, a JSON float: a digit and a dot before) and
+    ///   not followed by `.<digit>`. `No.4111111111111111` is a card.
     pub fn accepts_at(self, hay: &[u8], start: usize, end: usize) -> bool {
         let Some(matched) = hay.get(start..end) else {
             return false;
         };
         let before = start.checked_sub(1).and_then(|i| hay.get(i)).copied();
+        let before2 = start.checked_sub(2).and_then(|i| hay.get(i)).copied();
         let after = hay.get(end).copied();
         let after2 = end.checked_add(1).and_then(|i| hay.get(i)).copied();
         let context_ok = match self {
             Validator::Card | Validator::Luhn => {
-                before != Some(b'.')
-                    && !(after == Some(b'.') && after2.is_some_and(|b| b.is_ascii_digit()))
+                let digit = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_digit());
+                let fraction = before == Some(b'.') && digit(before2);
+                let followed_by_fraction = after == Some(b'.') && digit(after2);
+                !fraction && !followed_by_fraction
             }
             Validator::None | Validator::UsSsn | Validator::Iban => true,
         };

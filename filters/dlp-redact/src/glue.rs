@@ -264,6 +264,10 @@ impl Redact {
             .metrics
             .record(policy, &report, &format!("{} headers", direction.as_str()));
         if let Some(blocker) = report.block {
+            // A refused response still sends its headers: redacted ones only.
+            if headers.is_changed() {
+                host::write_back(map, &headers);
+            }
             return self.refuse(
                 direction,
                 &Refusal::sensitive(direction, &self.blocker_name(blocker)),

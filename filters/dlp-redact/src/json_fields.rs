@@ -181,7 +181,10 @@ impl<'a> Walker<'a, '_> {
             self.skip_ws();
             let named = scan && self.fields.keys.iter().any(|k| same_key(k, &name));
             if named {
-                let value = self.value(false)?;
+                // A value the action keeps (alert, block) is still scanned
+                // for patterns; one it replaces need not be.
+                let keeps = matches!(self.fields.action, Action::Alert | Action::Block);
+                let value = self.value(keeps)?;
                 *self.fields_redacted += 1;
                 if self.redact_field(&name, value)? {
                     removals.remove(key.start, value.end, &mut self.edits);
@@ -192,7 +195,11 @@ impl<'a> Walker<'a, '_> {
                 if scan {
                     self.redact_token(key, name.as_bytes());
                 }
-                let value = self.value(scan)?;
+                let value = if scan && self.peek() == Some(b'"') {
+                    self.string_member_value(&name)?
+                } else {
+                    self.value(scan)?
+                };
                 removals.keep(key.start, value.end, &mut self.edits);
             }
             self.skip_ws();
@@ -208,6 +215,48 @@ impl<'a> Walker<'a, '_> {
                 _ => return Err(InvalidJson),
             }
         }
+    }
+
+    /// A string member's value. When the value alone holds nothing, it is
+    /// scanned once more together with its key as it reads in compact JSON
+    /// (`"key":"value"`), so that a detector that needs the key
+    /// (`aws_secret_access_key`) finds the value as in streaming mode.
+    fn string_member_value(&mut self, key: &str) -> Result<Span, InvalidJson> {
+        let span = self.string()?;
+        let value = self.string_text(span)?;
+        if let Some(out) = self.pass.redact_value(value.as_bytes(), self.report) {
+            self.edits.push(Edit {
+                start: span.start,
+                end: span.end,
+                with: json_string(&out),
+            });
+            return Ok(span);
+        }
+        let mut member = Vec::with_capacity(key.len() + value.len() + 5);
+        member.push(b'"');
+        member.extend_from_slice(key.as_bytes());
+        member.extend_from_slice(b"\":\"");
+        let prefix = member.len();
+        member.extend_from_slice(value.as_bytes());
+        member.push(b'"');
+        let mut found = Report::default();
+        let Some(out) = self.pass.redact_value(&member, &mut found) else {
+            return Ok(span);
+        };
+        // Only a finding that leaves the key and the quotes as they were
+        // is the value's (the key's own findings were counted with the key).
+        let inner = out
+            .get(prefix..out.len().saturating_sub(1))
+            .filter(|_| out.get(..prefix) == member.get(..prefix) && out.last() == Some(&b'"'));
+        if let Some(inner) = inner.filter(|inner| *inner != value.as_bytes()) {
+            self.report.merge(&found);
+            self.edits.push(Edit {
+                start: span.start,
+                end: span.end,
+                with: json_string(inner),
+            });
+        }
+        Ok(span)
     }
 
     /// Applies the field action to a named member's value. True when the

@@ -386,7 +386,8 @@ impl Scanner {
     /// The accepted matches starting in `from..start_limit` of `hay`, in
     /// order, not overlapping. Bytes before `from` are look-behind context
     /// only. A match its validator rejects does not hide a match starting
-    /// inside it: the search resumes one byte after its start.
+    /// inside it: its shorter matches are tried, then its lane's search
+    /// resumes one byte after its start.
     pub fn matches<'a>(
         &'a self,
         catalog: &'a Catalog,
@@ -400,7 +401,7 @@ impl Scanner {
             hay,
             pos: from,
             start_limit,
-            pending: vec![Pending::Unknown; self.lanes.len()],
+            pending: vec![Pending::From(0); self.lanes.len()],
         }
     }
 }
@@ -436,13 +437,19 @@ impl Lane {
     }
 }
 
-/// What a lane knows about its next match from the current position.
+/// Shorter matches of a rejected pattern tried at the same start.
+const MAX_SHORTER: usize = 4;
+
+/// What a lane knows about its next match.
 #[derive(Debug, Clone, Copy)]
 enum Pending {
-    Unknown,
+    /// Not searched yet: search from this position (or the iterator's, if
+    /// that is further on).
+    From(usize),
     /// The lane's leftmost match from where it last searched.
     At {
         detector: usize,
+        pattern: usize,
         start: usize,
         end: usize,
     },
@@ -461,23 +468,70 @@ pub struct Matches<'a> {
     pending: Vec<Pending>,
 }
 
+impl Matches<'_> {
+    fn accepts(&self, detector: usize, start: usize, end: usize) -> bool {
+        self.catalog.detector(detector).is_some_and(|d| {
+            crate::detectors::accepts_match(&d.name, d.validator, self.hay, start, end)
+        })
+    }
+
+    /// Numbers whose groups a pattern may take too many of: cards (a CVV
+    /// after the number) and phone numbers (a date after them). Other rules
+    /// rely on seeing the whole run (`1.2.3.4.5` is not an IPv4 address).
+    fn retries_shorter(&self, detector: usize) -> bool {
+        self.catalog.detector(detector).is_some_and(|d| {
+            matches!(d.validator, Validator::Card | Validator::Luhn)
+                || (d.builtin && d.name == "phone")
+        })
+    }
+
+    /// After `pattern`'s match `start..end` was rejected: its shorter
+    /// matches at the same start, longest first (a card number followed by a
+    /// CVV fails as 19 digits, and passes as the 16 before it).
+    fn shorter(&self, lane: &Lane, pattern: usize, start: usize, end: usize) -> Option<usize> {
+        let pattern_id = regex_automata::PatternID::new(pattern).ok()?;
+        let mut bound = end;
+        for _ in 0..MAX_SHORTER {
+            let input = Input::new(self.hay)
+                .range(start..bound.checked_sub(1)?)
+                .anchored(Anchored::Pattern(pattern_id));
+            let m = lane.regex.search(&input)?;
+            if m.end() >= bound || m.end() <= start {
+                return None;
+            }
+            let detector = lane.ids.get(pattern).copied()?;
+            if self.accepts(detector, start, m.end()) {
+                return Some(m.end());
+            }
+            bound = m.end();
+        }
+        None
+    }
+}
+
 impl Iterator for Matches<'_> {
     type Item = Found;
 
     fn next(&mut self) -> Option<Found> {
         while self.pos < self.start_limit && self.pos <= self.hay.len() {
-            let mut best: Option<(usize, usize, usize, usize)> = None; // (start, detector, end, lane)
+            // (start, detector, pattern, end, lane)
+            let mut best: Option<(usize, usize, usize, usize, usize)> = None;
             for (lane_index, lane) in self.scanner.lanes.iter().enumerate() {
                 let slot = self.pending.get_mut(lane_index)?;
-                let stale = match *slot {
-                    Pending::Unknown => true,
-                    Pending::At { start, .. } => start < self.pos,
-                    Pending::Exhausted => false,
+                let from = match *slot {
+                    Pending::From(from) => Some(from.max(self.pos)),
+                    Pending::At { start, .. } if start < self.pos => Some(self.pos),
+                    Pending::At { .. } | Pending::Exhausted => None,
                 };
-                if stale {
-                    *slot = match lane.regex.search(&Input::new(self.hay).range(self.pos..)) {
+                if let Some(from) = from {
+                    *slot = match self
+                        .hay
+                        .get(from..)
+                        .and_then(|_| lane.regex.search(&Input::new(self.hay).range(from..)))
+                    {
                         Some(m) => Pending::At {
                             detector: lane.ids.get(m.pattern().as_usize()).copied()?,
+                            pattern: m.pattern().as_usize(),
                             start: m.start(),
                             end: m.end(),
                         },
@@ -486,23 +540,29 @@ impl Iterator for Matches<'_> {
                 }
                 if let Pending::At {
                     detector,
+                    pattern,
                     start,
                     end,
                 } = *slot
                 {
-                    if best.is_none_or(|(s, d, _, _)| (start, detector) < (s, d)) {
-                        best = Some((start, detector, end, lane_index));
+                    if best.is_none_or(|(s, d, ..)| (start, detector) < (s, d)) {
+                        best = Some((start, detector, pattern, end, lane_index));
                     }
                 }
             }
-            let (start, detector, end, lane_index) = best?;
+            let (start, detector, pattern, end, lane_index) = best?;
             if start >= self.start_limit {
                 return None;
             }
-            let accepted = self.catalog.detector(detector).is_some_and(|d| {
-                crate::detectors::accepts_match(&d.name, d.validator, self.hay, start, end)
-            });
-            if accepted {
+            let lane = self.scanner.lanes.get(lane_index)?;
+            let accepted_end = if self.accepts(detector, start, end) {
+                Some(end)
+            } else if self.retries_shorter(detector) {
+                self.shorter(lane, pattern, start, end)
+            } else {
+                None
+            };
+            if let Some(end) = accepted_end {
                 self.pos = end.max(start.saturating_add(1));
                 return Some(Found {
                     detector,
@@ -510,9 +570,10 @@ impl Iterator for Matches<'_> {
                     end,
                 });
             }
-            self.pos = start.saturating_add(1);
+            // Only this lane moves on: another lane's match at the same
+            // start (an e-mail address after a rejected digit run) still counts.
             if let Some(slot) = self.pending.get_mut(lane_index) {
-                *slot = Pending::Unknown;
+                *slot = Pending::From(start.saturating_add(1));
             }
         }
         None

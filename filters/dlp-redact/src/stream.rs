@@ -19,6 +19,10 @@
 use crate::redact::{Pass, Report};
 use crate::scanner::{Hold, OpenValue};
 
+/// Emitted bytes kept in front of the held ones: validators look at most
+/// this far back (the `1.` before a decimal fraction's digits).
+const LOOK_BEHIND: usize = 2;
+
 #[derive(Debug, Default)]
 pub struct Stream {
     /// `held[..context]` was already emitted (look-behind only); the rest is pending.
@@ -117,11 +121,14 @@ impl Stream {
         let (n, goes_on) = pass.scanner.continue_value(&mut value, chunk);
         let (part, rest) = chunk.split_at(n.min(chunk.len()));
         pass.redact_value_rest(value.detector, part, out);
-        if let Some(&last) = part.last() {
-            // The value's last byte is the look-behind of what follows.
+        if !part.is_empty() {
+            // The value's last bytes are the look-behind of what follows.
+            let tail = part
+                .get(part.len().saturating_sub(LOOK_BEHIND)..)
+                .unwrap_or_default();
             self.held.clear();
-            self.held.push(last);
-            self.context = 1;
+            self.held.extend_from_slice(tail);
+            self.context = tail.len();
         }
         if goes_on && !end_of_stream {
             self.open = Some(value);
@@ -129,15 +136,15 @@ impl Stream {
         (rest, n > 0)
     }
 
-    /// Drops what was emitted before `cut`, keeping one byte of look-behind.
+    /// Drops what was emitted before `cut`, keeping [`LOOK_BEHIND`] bytes.
     fn release(&mut self, cut: usize, end_of_stream: bool) {
         if end_of_stream {
             self.held.clear();
             self.context = 0;
         } else if cut > 0 {
-            let keep_from = cut - 1;
+            let keep_from = cut.saturating_sub(LOOK_BEHIND);
             self.held.drain(..keep_from);
-            self.context = 1;
+            self.context = cut - keep_from;
         }
     }
 }

@@ -288,6 +288,60 @@ fn validators_reject_matches_without_hiding_later_ones() {
 }
 
 #[test]
+fn a_rejected_match_gives_way_to_a_shorter_one_or_another_lanes() {
+    let p = policy_with(json!({}), true).unwrap();
+    for (body, want) in [
+        // a CVV after the number: 19 digits fail, the 16 before them pass
+        (
+            "pay 4111 1111 1111 1111 123 thanks",
+            "pay [REDACTED:card] 123 thanks",
+        ),
+        (
+            "pay 4111-1111-1111-1111-123 thanks",
+            "pay [REDACTED:card]-123 thanks",
+        ),
+        (
+            "card 5555 5555 5555 4444 737 exp 12/27",
+            "card [REDACTED:card] 737 exp 12/27",
+        ),
+        // a date after an E.164 number
+        (
+            "call +14155552671 20240101 ok",
+            "call [REDACTED:phone] 20240101 ok",
+        ),
+        // a digit run that is no card does not hide the e-mail address at its start
+        (
+            "mail 1234567890123@example.com ok",
+            "mail [REDACTED:email] ok",
+        ),
+        // a dot with no digit before it is no decimal fraction
+        (
+            "Card No.4111111111111111 paid",
+            "Card No.[REDACTED:card] paid",
+        ),
+        ("x 0.4111111111111111 y", "x 0.4111111111111111 y"),
+    ] {
+        assert_splits_match_whole(&p, body, want);
+    }
+}
+
+#[test]
+fn json_escaped_slashes_do_not_cut_a_secret_short() {
+    // PHP's json_encode and some Java serializers write `/` as `\/`.
+    let p = policy_with(json!({}), true).unwrap();
+    assert_splits_match_whole(
+        &p,
+        r#"{"aws_secret_access_key":"wJalrXUtnFEMI\/K7MDENG\/bPxRfiCYEXAMPLEKEY","x":1}"#,
+        r#"{"aws_secret_access_key":"[REDACTED:aws_secret_access_key]","x":1}"#,
+    );
+    assert_splits_match_whole(
+        &p,
+        r#"{"auth":"Bearer abcdefghijklmnop\/qrstuvwxyz0123456789"}"#,
+        r#"{"auth":"Bearer [REDACTED:bearer_token]"}"#,
+    );
+}
+
+#[test]
 fn query_values_are_decoded_scanned_and_reencoded() {
     let p = secret_policy();
     let mut r = Report::default();
@@ -407,6 +461,40 @@ fn json_field_mode_scans_keys_and_numbers_and_keeps_every_other_byte() {
     assert!(!out.contains("4111") && !out.contains("bob@"));
     let (unchanged, _, _) = run_json(&p, r#" [1, {"a" : "b"}] "#).unwrap();
     assert_eq!(unchanged, r#" [1, {"a" : "b"}] "#);
+}
+
+#[test]
+fn json_field_mode_finds_key_dependent_values_and_scans_kept_fields() {
+    // The AWS secret pattern needs its key: found as in streaming mode.
+    let p = policy_with(
+        json!({"json_fields": {"keys": ["note"], "action": "alert"}}),
+        true,
+    )
+    .unwrap();
+    let body = r#"{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "n": 1}"#;
+    let (out, report, _) = run_json(&p, body).unwrap();
+    assert_eq!(
+        out,
+        r#"{"aws_secret_access_key": "[REDACTED:aws_secret_access_key]", "n": 1}"#
+    );
+    assert_eq!(report.redacted, 1);
+    // A field whose action keeps its value (alert) is still scanned.
+    let body = r#"{"note": "card 4111 1111 1111 1111", "other": "card 4111 1111 1111 1111"}"#;
+    let (out, report, n) = run_json(&p, body).unwrap();
+    assert_eq!(
+        out,
+        r#"{"note": "card [REDACTED:card]", "other": "card [REDACTED:card]"}"#
+    );
+    assert_eq!((report.redacted, n), (2, 1));
+    // ... and with card set to block, the message is blocked.
+    let blocking = policy_with(
+        json!({"json_fields": {"keys": ["note"], "action": "alert"},
+               "detectors": {"card": {"action": "block"}}}),
+        true,
+    )
+    .unwrap();
+    let (_, report, _) = run_json(&blocking, r#"{"note": "4111 1111 1111 1111"}"#).unwrap();
+    assert!(report.block.is_some());
 }
 
 #[test]

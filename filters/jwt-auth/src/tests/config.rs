@@ -299,10 +299,7 @@ fn secret_errors_never_show_the_secret() {
         ))
         .unwrap_err();
         assert!(!err.to_string().contains(secret), "{err}");
-        assert!(
-            err.to_string().starts_with("providers[0].secret"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("providers[0].secret"), "{err}");
     }
     let c: crate::config::Config = serde_json::from_str(&format!(
         r#"{{"providers":[{{"name":"hs","issuer":"i","secret":{{"inline":"{secret}"}}}}]}}"#
