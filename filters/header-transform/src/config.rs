@@ -319,6 +319,11 @@ fn compile_op(
             if phase == Phase::Response {
                 return Err(p.error("the path can only be rewritten in request rules"));
             }
+            if r.replacement.contains(['?', '#']) {
+                return Err(p.field("replacement").error(
+                    "must not contain '?' or '#': the path is rewritten without its query, which is kept (use query operations to change it)",
+                ));
+            }
             Op::RewritePath {
                 regex: compile_regex(&r.regex, false, &p.field("regex"))?,
                 replacement: checked_replacement(&r.replacement, &p.field("replacement"))?,

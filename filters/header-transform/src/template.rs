@@ -134,7 +134,16 @@ pub fn parse(
             if env_name.is_empty() {
                 return Err(path.error("template variable 'env.' needs a variable name"));
             }
-            literal.push_str(&env(env_name).unwrap_or_else(|| default.to_string()));
+            // An unset or empty variable takes the default.
+            let value = env(env_name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string());
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(path.error(format!(
+                    "environment variable '{env_name}' contains CR, LF or NUL"
+                )));
+            }
+            literal.push_str(&value);
             continue;
         }
         let var = parse_var(name, phase, captures)
@@ -277,6 +286,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.as_literal(), Some(b"r=eu-1 z=dflt".as_slice()));
+        // Set but empty: the default too. A value with CR/LF is refused at
+        // load, naming the variable (never its value).
+        let env = |n: &str| match n {
+            "EMPTY" => Some(String::new()),
+            "SPLIT" => Some("a\r\nx-injected: 1".to_string()),
+            _ => None,
+        };
+        let parse_with = |text: &str| {
+            parse(
+                text,
+                Phase::Request,
+                &mut Captures::default(),
+                &env,
+                &FieldPath::root().field("value"),
+            )
+        };
+        assert_eq!(
+            parse_with("${env.EMPTY:-dflt}").unwrap().as_literal(),
+            Some(b"dflt".as_slice())
+        );
+        let err = parse_with("${env.SPLIT}").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "value: environment variable 'SPLIT' contains CR, LF or NUL"
+        );
     }
 
     #[test]

@@ -262,6 +262,35 @@ fn oversized_values_are_not_written() {
 }
 
 #[test]
+fn a_rename_or_copy_whose_value_is_refused_loses_nothing() {
+    let e = engine(
+        r#"{"limits":{"max_value_bytes":10},
+            "request":[{"operations":[
+              {"rename":{"header":"x-a","to":"x-b"}},
+              {"copy":{"header":"x-c","to":"x-d"}}]}]}"#,
+    );
+    let mut h = HeaderList::from_pairs([
+        (":path", "/"),
+        ("x-a", "0123456789ABCDEF"),
+        ("x-c", "0123456789ABCDEF"),
+        ("x-c", "short"),
+        ("x-d", "old"),
+    ]);
+    let (report, _) = run_request(&e, &mut h);
+    // The rename could not write its value: the source stays.
+    assert_eq!(get(&h, "x-a").as_deref(), Some("0123456789ABCDEF"));
+    assert!(!h.contains("x-b"));
+    // The first value written still replaces what `to` had.
+    assert_eq!(h.get_all("x-d").collect::<Vec<_>>(), [b"short".as_slice()]);
+    assert_eq!(report.rejected.len(), 2);
+    // A request without a path (CONNECT) gets no invented one.
+    let e = engine(r#"{"request":[{"operations":[{"set":{"query":"a","value":"1"}}]}]}"#);
+    let mut h = HeaderList::from_pairs([(":method", "CONNECT"), (":authority", "db:5432")]);
+    run_request(&e, &mut h);
+    assert!(!h.contains(":path"));
+}
+
+#[test]
 fn rule_sets_match_and_apply_in_order() {
     let e = engine(
         r#"{"request":[
@@ -362,6 +391,8 @@ fn attribute_text_decodes_envoy_encodings() {
     assert_eq!(attribute_text(443i64.to_le_bytes().to_vec()), b"443");
     assert_eq!(attribute_text(vec![0]), b"false");
     assert_eq!(attribute_text(vec![0xff, 0xfe]), b"");
+    // Text with a line break stays text, so the write refuses it (counted).
+    assert_eq!(attribute_text(b"a\r\nb".to_vec()), b"a\r\nb");
 }
 
 fn config_error(json: &str) -> String {
@@ -372,6 +403,10 @@ fn config_error(json: &str) -> String {
 fn bad_configs_name_the_field_and_reason() {
     let cases = [
         (r#"{"requets":[]}"#, "requets: unknown field `requets`"),
+        (
+            r#"{"request":[{"operations":[{"rewrite_path":{"regex":"^/old","replacement":"/new?v=2"}}]}]}"#,
+            "request[0].operations[0].rewrite_path.replacement: must not contain '?' or '#': the path is rewritten without its query, which is kept (use query operations to change it)",
+        ),
         (
             r#"{"request":[{"operations":[{"set":{"header":"x","value":"${req.hedaer.x}"}}]}]}"#,
             "request[0].operations[0].set.value: template refers to unknown variable 'req.hedaer.x'",

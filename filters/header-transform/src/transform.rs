@@ -236,13 +236,20 @@ impl Engine {
                 if values.is_empty() {
                     return;
                 }
-                if matches!(op, Op::Rename(..)) {
-                    remove(&selector_for(from), headers);
-                }
+                // The first value written replaces what `to` had; a value
+                // refused (too long, CR/LF) is skipped, and a rename keeps
+                // its source unless every value was written.
                 let mut mode = WriteMode::Set;
+                let mut all_written = true;
                 for value in values {
-                    self.write(to, value, mode, headers, report);
-                    mode = WriteMode::Add;
+                    if self.write(to, value, mode, headers, report) {
+                        mode = WriteMode::Add;
+                    } else {
+                        all_written = false;
+                    }
+                }
+                if matches!(op, Op::Rename(..)) && all_written && !same_target(from, to) {
+                    remove(&selector_for(from), headers);
                 }
             }
             Op::Replace {
@@ -288,7 +295,7 @@ impl Engine {
         mode: WriteMode,
         headers: &mut HeaderList,
         report: &mut Report,
-    ) {
+    ) -> bool {
         match target {
             Target::Header(name) => {
                 if let Some(problem) = value_problem(&value, self.limit_for(name)) {
@@ -296,7 +303,7 @@ impl Engine {
                         target: name.clone(),
                         problem,
                     });
-                    return;
+                    return false;
                 }
                 // Pseudo-headers have exactly one value.
                 if mode == WriteMode::Add && !name.starts_with(':') {
@@ -304,6 +311,7 @@ impl Engine {
                 } else {
                     headers.set(name, value);
                 }
+                true
             }
             Target::Query(name) => {
                 if value.len() > self.limits.max_value_bytes {
@@ -311,12 +319,13 @@ impl Engine {
                         target: format!("query {name}"),
                         problem: ValueProblem::TooLong,
                     });
-                    return;
+                    return false;
                 }
                 self.edit_query(headers, report, |q| match mode {
                     WriteMode::Set => q.set(name, &value),
                     WriteMode::Add => q.add(name, &value),
                 });
+                true
             }
         }
     }
@@ -388,7 +397,10 @@ impl Engine {
         report: &mut Report,
         f: impl FnOnce(&mut Query),
     ) {
-        let full = headers.get(":path").unwrap_or_default();
+        // A request without a path (CONNECT) has no query to edit.
+        let Some(full) = headers.get(":path") else {
+            return;
+        };
         let (path, raw_query) = split_path(full);
         let mut query = Query::parse(raw_query);
         let before = query.clone();
@@ -543,7 +555,9 @@ fn unix(t: SystemTime) -> std::time::Duration {
 
 /// Envoy returns string attributes as raw bytes but integers as 8 little-endian
 /// bytes and booleans as one byte. Printable text is kept; otherwise an 8-byte
-/// value is shown as an integer and a 1-byte 0/1 as a boolean.
+/// value is shown as an integer and a 1-byte 0/1 as a boolean. Other text is
+/// kept (a value with CR or LF is then refused by the write and counted, not
+/// silently emptied); other binary values are empty.
 pub fn attribute_text(raw: Vec<u8>) -> Vec<u8> {
     let printable = raw.iter().all(|&b| (0x20..0x7f).contains(&b) || b >= 0x80)
         && std::str::from_utf8(&raw).is_ok();
@@ -556,6 +570,14 @@ pub fn attribute_text(raw: Vec<u8>) -> Vec<u8> {
     match raw.as_slice() {
         [0] => b"false".to_vec(),
         [1] => b"true".to_vec(),
+        _ if std::str::from_utf8(&raw).is_ok() => raw,
         _ => Vec::new(),
+    }
+}
+
+fn same_target(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::Header(x), Target::Header(y)) | (Target::Query(x), Target::Query(y)) => x == y,
+        _ => false,
     }
 }
