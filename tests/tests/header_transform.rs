@@ -483,6 +483,26 @@ fn oversized_values_are_not_written() {
 }
 
 #[test]
+fn a_rename_the_limits_refuse_keeps_its_source() {
+    let s = start(
+        r#"{"limits":{"max_value_bytes":16},
+            "request":[{"operations":[{"rename":{"header":"x-in","to":"x-out"}}]}]}"#,
+    );
+    s.envoy.req("GET", "/").header("x-in", "short").send();
+    let got = s.echo.last_request().unwrap();
+    assert_eq!(got.header("x-out").as_deref(), Some("short"));
+    assert_eq!(got.header("x-in"), None);
+    s.envoy
+        .req("GET", "/")
+        .header("x-in", "0123456789abcdefX")
+        .send();
+    let got = s.echo.last_request().unwrap();
+    assert_eq!(got.header("x-out"), None);
+    assert_eq!(got.header("x-in").as_deref(), Some("0123456789abcdefX"));
+    assert_eq!(metric(&s.envoy, "values_rejected"), 1);
+}
+
+#[test]
 fn non_utf8_header_values_pass_through_without_crashing() {
     let s = start(&request_ops(
         r#"{"copy":{"header":"x-latin1","to":"x-copy"}},
