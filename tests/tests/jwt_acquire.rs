@@ -373,6 +373,36 @@ fn an_existing_header_is_overwritten_or_kept_as_configured() {
         .unwrap();
     verify(&idp, &token);
     assert_eq!(metric(&envoy, "source.default.injected"), 1);
+    drop(envoy);
+
+    // With no token to be had (the endpoint hangs), a request that keeps its
+    // own header is neither held nor refused; one without it is.
+    idp.set_token_mode("slow:5000");
+    let config = one_source(json!({
+        "hold_timeout_ms": 800,
+        "inject": {"existing": "keep", "header": "x-service-token", "prefix": ""}
+    }));
+    let (envoy, echo) = start(&idp, Some(&config), 1);
+    let started = Instant::now();
+    let resp = envoy
+        .req("GET", "/k")
+        .header("x-service-token", "app-token")
+        .send();
+    assert_eq!(resp.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        echo.last_request()
+            .unwrap()
+            .header("x-service-token")
+            .as_deref(),
+        Some("app-token")
+    );
+    assert_unavailable(&envoy.get("/n"));
+    assert_eq!(metric(&envoy, "source.default.held"), 1);
 }
 
 #[test]

@@ -248,6 +248,15 @@ impl Worker {
         let Some(s) = sources.get_mut(source.index) else {
             return Action::Continue;
         };
+        // A request that keeps its own header needs no token: it is neither
+        // held nor refused while none is available.
+        if source.inject.existing == crate::config::Existing::Keep
+            && host::header(HeaderMapType::HttpRequestHeaders, &source.inject.header).is_some()
+        {
+            apply(source, None);
+            s.metrics.kept_existing.inc();
+            return Action::Continue;
+        }
         if !s.token.as_ref().is_some_and(|(t, _)| t.is_usable(now)) {
             // Another worker may have refreshed since our last tick.
             self.sync(source, s);
