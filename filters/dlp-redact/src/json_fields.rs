@@ -150,18 +150,27 @@ impl<'a> Walker<'a, '_> {
         }
         loop {
             self.value(scan)?;
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(InvalidJson),
+            if self.after_item(b']')? {
+                return Ok(());
             }
+        }
+    }
+
+    /// After an array item or object member: a comma (false: another one
+    /// follows) or the closing bracket (true).
+    fn after_item(&mut self, close: u8) -> Result<bool, InvalidJson> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_ws();
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(InvalidJson),
         }
     }
 
@@ -202,17 +211,8 @@ impl<'a> Walker<'a, '_> {
                 };
                 removals.keep(key.start, value.end, &mut self.edits);
             }
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(InvalidJson),
+            if self.after_item(b'}')? {
+                return Ok(());
             }
         }
     }
