@@ -253,7 +253,7 @@ impl Worker {
         if source.inject.existing == crate::config::Existing::Keep
             && host::header(HeaderMapType::HttpRequestHeaders, &source.inject.header).is_some()
         {
-            apply(source, None);
+            apply(source, None, true);
             s.metrics.kept_existing.inc();
             return Action::Continue;
         }
@@ -272,11 +272,8 @@ impl Worker {
         match decision {
             Decision::Inject => {
                 let value = s.token.as_ref().map(|(_, v)| v.as_slice());
-                if apply(source, value) {
-                    s.metrics.kept_existing.inc();
-                } else {
-                    s.metrics.injected.inc();
-                }
+                apply(source, value, false);
+                s.metrics.injected.inc();
                 Action::Continue
             }
             // `may_hold` left out a full list, so the hold succeeds; if it
@@ -295,7 +292,7 @@ impl Worker {
                 Action::Pause
             }
             Decision::Hold { .. } | Decision::Unavailable => {
-                apply(source, None);
+                apply(source, None, false);
                 match source.on_unavailable {
                     OnUnavailable::Pass => {
                         s.metrics.no_token_passed.inc();
@@ -389,11 +386,10 @@ impl Worker {
     }
 }
 
-/// Applies the injection plan to the current request. Returns whether the
-/// request's own header was kept.
-fn apply(source: &Source, value: Option<&[u8]>) -> bool {
-    let present = source.inject.existing == crate::config::Existing::Keep
-        && host::header(HeaderMapType::HttpRequestHeaders, &source.inject.header).is_some();
+/// Applies the injection plan for `value` to the current request; `present`:
+/// the request has `inject.header` and `existing: keep` keeps it (the caller
+/// read it).
+fn apply(source: &Source, value: Option<&[u8]>, present: bool) {
     let plan = inject::plan(&source.inject, value, present);
     for name in plan.remove {
         host::remove_header(HeaderMapType::HttpRequestHeaders, name);
@@ -401,7 +397,6 @@ fn apply(source: &Source, value: Option<&[u8]>) -> bool {
     if let Some((name, value)) = plan.set {
         host::set_header(HeaderMapType::HttpRequestHeaders, name, value);
     }
-    plan.kept_existing
 }
 
 fn read(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
