@@ -160,9 +160,11 @@ fn shadow_mode_counts_each_request_once() {
 
 #[test]
 fn a_request_with_trailers_waits_for_the_service() {
-    // Envoy delivers trailers to a filter whose header phase paused; had the
-    // filter answered Continue there, the request would go upstream before
-    // the service decided.
+    // A chunked request with a body and trailers waits for the service's
+    // answer: allowed ones reach the upstream whole, the denied one not at
+    // all. (Envoy holds body and trailers back while the header phase is
+    // paused, so this does not exercise the filter's trailers callback,
+    // which guards hosts that deliver them.)
     let redis = Redis::start();
     let rls = service(&redis);
     let echo = EchoUpstream::start("api");

@@ -142,10 +142,7 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn array(&mut self, scan: bool) -> Result<(), InvalidJson> {
-        self.expect(b'[')?;
-        self.skip_ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.open(b'[', b']')? {
             return Ok(());
         }
         loop {
@@ -154,6 +151,18 @@ impl<'a> Walker<'a, '_> {
                 return Ok(());
             }
         }
+    }
+
+    /// Steps over an opening bracket; true when the container is empty
+    /// (its closing bracket follows, and is stepped over too).
+    fn open(&mut self, open: u8, close: u8) -> Result<bool, InvalidJson> {
+        self.expect(open)?;
+        self.skip_ws();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        Ok(empty)
     }
 
     /// After an array item or object member: a comma (false: another one
@@ -175,10 +184,7 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn object(&mut self, scan: bool) -> Result<(), InvalidJson> {
-        self.expect(b'{')?;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.open(b'{', b'}')? {
             return Ok(());
         }
         let mut removals = Removals::default();

@@ -417,14 +417,25 @@ fn workers_sharing_a_store_enforce_one_exact_limit() {
     assert_eq!(naive, 20);
 }
 
-/// A store whose next `n` writes fail with a CAS mismatch, as when another
-/// worker writes the slot between our read and write.
-struct Contended {
+/// What another worker does between a check's read and its write: it gets
+/// the store, the key and the value about to be written.
+type OtherWorker = Box<dyn FnOnce(&MemoryStore, &str, &[u8])>;
+
+/// A store that lets other workers run just before its next writes, one
+/// each; a write they make changes the CAS, so ours then fails as it would.
+#[derive(Default)]
+struct Interleaved {
     inner: MemoryStore,
-    fail: std::cell::Cell<u32>,
+    hooks: std::cell::RefCell<std::collections::VecDeque<OtherWorker>>,
 }
 
-impl SharedStore for Contended {
+impl Interleaved {
+    fn before_write(&self, hook: impl FnOnce(&MemoryStore, &str, &[u8]) + 'static) {
+        self.hooks.borrow_mut().push_back(Box::new(hook));
+    }
+}
+
+impl SharedStore for Interleaved {
     fn get(
         &self,
         key: &str,
@@ -437,15 +448,9 @@ impl SharedStore for Contended {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), pwf_shared::shared_data::StoreError> {
-        if self.fail.get() > 0 {
-            self.fail.set(self.fail.get() - 1);
-            // Someone else consumed a cell in the meantime.
-            let (bytes, _) = self.inner.get(key)?;
-            let mut r = Record::decode(bytes.as_deref());
-            r.tats[0] = r.tats[0].max(T0) + SEC / 5;
-            r.owner = Record::decode(Some(value)).owner;
-            self.inner.set(key, &r.encode(), None)?;
-            return Err(pwf_shared::shared_data::StoreError::CasMismatch);
+        let hook = self.hooks.borrow_mut().pop_front();
+        if let Some(run) = hook {
+            run(&self.inner, key, value);
         }
         self.inner.set(key, value, cas)
     }
@@ -456,18 +461,25 @@ fn a_cas_mismatch_redoes_the_check_on_the_fresh_record() {
     let c = config(plans());
     let e = engine(&c, 64);
     let table = Table::new("t".into(), 64);
-    let store = Contended {
-        inner: MemoryStore::default(),
-        fail: std::cell::Cell::new(0),
-    };
+    let store = Interleaved::default();
     table.create(&store.inner).unwrap();
     let free = c.plan(Some(b"free"));
     for _ in 0..3 {
         assert!(allowed(&e.check(&store, &c.plans, free, b"a", 1, T0)));
     }
-    // Two concurrent writers took the remaining 2 cells: our retry sees them and denies.
-    store.fail.set(2);
+    // Two concurrent writers take the remaining 2 cells, each just before
+    // one of our writes: our CAS fails, and the retry sees them and denies.
+    for _ in 0..2 {
+        store.before_write(|s, key, value| {
+            let (bytes, _) = s.get(key).unwrap();
+            let mut r = Record::decode(bytes.as_deref());
+            r.tats[0] = r.tats[0].max(T0) + SEC / 5;
+            r.owner = Record::decode(Some(value)).owner;
+            s.set(key, &r.encode(), None).unwrap();
+        });
+    }
     assert!(!allowed(&e.check(&store, &c.plans, free, b"a", 1, T0)));
+    assert!(store.hooks.borrow().is_empty(), "both writers ran");
 }
 
 #[test]
@@ -628,36 +640,6 @@ fn distinct_client_keys_stay_distinct_in_descriptors() {
     );
 }
 
-/// What another worker does between a check's read and its write.
-type OtherWorker = Box<dyn FnOnce(&MemoryStore)>;
-
-/// A store that lets another worker run `hook` just before its first write.
-struct Interleaved {
-    inner: MemoryStore,
-    hook: std::cell::RefCell<Option<OtherWorker>>,
-}
-
-impl SharedStore for Interleaved {
-    fn get(
-        &self,
-        key: &str,
-    ) -> Result<(Option<Vec<u8>>, Option<u32>), pwf_shared::shared_data::StoreError> {
-        self.inner.get(key)
-    }
-    fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), pwf_shared::shared_data::StoreError> {
-        let hook = self.hook.borrow_mut().take();
-        if let Some(run) = hook {
-            run(&self.inner);
-        }
-        self.inner.set(key, value, cas)
-    }
-}
-
 #[test]
 fn two_workers_claiming_different_slots_for_one_client_lose_no_request() {
     // Worker 1 (clock T0) sees the client's first probe slot still held by
@@ -669,10 +651,7 @@ fn two_workers_claiming_different_slots_for_one_client_lose_no_request() {
         "fallback_plan": "p", "store": {"slots": 16}
     })));
     let table = Table::new("t".into(), 16);
-    let store = Interleaved {
-        inner: MemoryStore::default(),
-        hook: std::cell::RefCell::new(None),
-    };
+    let store = Interleaved::default();
     table.create(&store.inner).unwrap();
     let owner = owner_id("p", b"a");
     let other = Record {
@@ -687,9 +666,9 @@ fn two_workers_claiming_different_slots_for_one_client_lose_no_request() {
     let worker1 = engine(&c, 16);
     let worker2 = std::rc::Rc::new(engine(&c, 16));
     let (c2, w2) = (c.clone(), worker2.clone());
-    *store.hook.borrow_mut() = Some(Box::new(move |s: &MemoryStore| {
+    store.before_write(move |s, _, _| {
         assert!(allowed(&w2.check(s, &c2.plans, 0, b"a", 1, T0 + 20)));
-    }));
+    });
     assert!(allowed(&worker1.check(&store, &c.plans, 0, b"a", 1, T0)));
     let more = (0..10)
         .filter(|_| allowed(&worker1.check(&store.inner, &c.plans, 0, b"a", 1, T0 + 30)))
