@@ -321,10 +321,27 @@ pub fn is_reserved_output(name: &str) -> bool {
     name.starts_with(':') || RESERVED_OUTPUT_HEADERS.contains(&name)
 }
 
+/// What [`ValueProblem::ControlCharacter`] says, for config errors.
+pub const CONTROL_CHARACTER: &str =
+    "contains a control character (CR, LF, NUL, DEL or another byte below 0x20 but tab)";
+
+/// Whether `b` may not appear in a header value. RFC 9110 allows visible
+/// characters, space, tab and obs-text: CR, LF and NUL would split or
+/// truncate headers in HTTP/1, and the other control characters make
+/// HTTP/2 peers (nghttp2) and strict HTTP/1 parsers refuse the message.
+pub fn is_control_byte(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Whether `bytes` holds a byte [`is_control_byte`] refuses.
+pub fn has_control_byte(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| is_control_byte(b))
+}
+
 /// Why a header value must not be written, or `None` if it is safe.
-/// CR, LF and NUL would split or truncate headers in HTTP/1 and are never written.
+/// Control characters ([`is_control_byte`]) are never written.
 pub fn value_problem(value: &[u8], max_len: usize) -> Option<ValueProblem> {
-    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    if has_control_byte(value) {
         Some(ValueProblem::ControlCharacter)
     } else if value.len() > max_len {
         Some(ValueProblem::TooLong)
@@ -342,7 +359,7 @@ pub enum ValueProblem {
 impl ValueProblem {
     pub fn as_str(self) -> &'static str {
         match self {
-            ValueProblem::ControlCharacter => "contains CR, LF or NUL",
+            ValueProblem::ControlCharacter => CONTROL_CHARACTER,
             ValueProblem::TooLong => "exceeds the size limit",
         }
     }
@@ -504,6 +521,11 @@ mod tests {
             value_problem(b"a\0", 10),
             Some(ValueProblem::ControlCharacter)
         );
+        for bad in [&b"a\x01b"[..], b"\x1f", b"a\x7f", b"\x1b[31m"] {
+            assert_eq!(value_problem(bad, 10), Some(ValueProblem::ControlCharacter));
+        }
+        assert_eq!(value_problem(b"a\tb c~", 10), None);
+        assert_eq!(value_problem(b"\x80\xff", 10), None);
         assert_eq!(value_problem(b"12345", 4), Some(ValueProblem::TooLong));
         assert_eq!(value_problem("caf\u{e9}".as_bytes(), 10), None);
     }

@@ -269,7 +269,7 @@ fn bad_configs_name_the_field() {
         ),
         (
             json!({"default_class": {"name": "a", "set_headers": [{"name": "x-p", "value": "a\nb"}]}}),
-            "default_class.set_headers[0].value: contains CR, LF or NUL",
+            "default_class.set_headers[0].value: contains a control character (CR, LF, NUL, DEL or another byte below 0x20 but tab)",
         ),
         (
             json!({"default_class": {"name": "a", "authority": "a/b"}}),

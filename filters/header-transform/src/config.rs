@@ -298,6 +298,9 @@ fn compile_op(
                         .field("header")
                         .error(format!("pseudo-header '{name}' cannot be renamed")));
                 }
+                // Renaming removes the source.
+                removable_header(name, phase, &p.field("header"))?;
+                keep_routing_header(name, phase, &p.field("header"))?;
             }
             Op::Rename(from, to)
         }
@@ -333,8 +336,8 @@ fn compile_op(
 }
 
 fn checked_replacement(text: &str, path: &FieldPath) -> Result<Vec<u8>, ConfigError> {
-    if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(path.error("must not contain CR, LF or NUL"));
+    if pwf_shared::headers::has_control_byte(text.as_bytes()) {
+        return Err(path.error(pwf_shared::headers::CONTROL_CHARACTER));
     }
     Ok(text.as_bytes().to_vec())
 }
@@ -367,11 +370,64 @@ fn target(
     }
 }
 
+/// Headers that frame the body. Envoy's codec writes them for the body it
+/// sends; a rule that set or removed one could make the framing disagree
+/// with the body (request smuggling upstream), so rules may only read them.
+/// Prefix and regex removals pass over them.
+pub const FRAMING_HEADERS: [&str; 2] = ["content-length", "transfer-encoding"];
+
+/// Envoy's router finds no route for a request without this header (it
+/// answers 404), so request rules may set it but not remove it.
+const ROUTING_HEADER: &str = "x-forwarded-proto";
+
+/// Whether prefix and regex removal pass over `name`: pseudo-headers,
+/// framing headers and the routing header.
+pub fn kept_by_bulk_remove(name: &str) -> bool {
+    name.starts_with(':') || FRAMING_HEADERS.contains(&name) || name == ROUTING_HEADER
+}
+
+/// Headers about the connection, which Envoy's codecs manage (keep-alive,
+/// upgrades, trailers): a rule may remove them, not write them.
+const CONNECTION_HEADERS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// A header name that may be written: valid, lower case, and not a protected pseudo-header.
 /// `host` is an alias of `:authority`.
 fn writable_header(name: &str, phase: Phase, path: &FieldPath) -> Result<String, ConfigError> {
+    if CONNECTION_HEADERS.contains(&name) {
+        return Err(path.error(format!(
+            "'{name}' is managed by Envoy's codec and cannot be written (it can be removed)"
+        )));
+    }
+    removable_header(name, phase, path)
+}
+
+/// Refuses removing the routing header in request rules.
+fn keep_routing_header(name: &str, phase: Phase, path: &FieldPath) -> Result<(), ConfigError> {
+    if phase == Phase::Request && name == ROUTING_HEADER {
+        return Err(path.error(format!(
+            "'{ROUTING_HEADER}' cannot be removed in request rules: Envoy's router matches no route without it (404); it can be set"
+        )));
+    }
+    Ok(())
+}
+
+/// A header name that may be written, or removed except
+/// [`ROUTING_HEADER`]: valid, and neither a protected pseudo-header nor a framing header.
+fn removable_header(name: &str, phase: Phase, path: &FieldPath) -> Result<String, ConfigError> {
     if let Some(problem) = header_name_problem(name) {
         return Err(path.error(format!("'{name}': {problem}")));
+    }
+    if FRAMING_HEADERS.contains(&name) {
+        return Err(path.error(format!(
+            "'{name}' frames the body: Envoy's codec writes it, so a rule may read it but not change or remove it"
+        )));
     }
     let name = if name == "host" { ":authority" } else { name };
     if name.starts_with(':') {
@@ -422,11 +478,9 @@ fn remove_selector(
 ) -> Result<NameSelector, ConfigError> {
     let mut chosen = Vec::new();
     if let Some(h) = &r.header {
-        chosen.push(NameSelector::Header(writable_header(
-            h,
-            phase,
-            &path.field("header"),
-        )?));
+        let name = removable_header(h, phase, &path.field("header"))?;
+        keep_routing_header(&name, phase, &path.field("header"))?;
+        chosen.push(NameSelector::Header(name));
     }
     if let Some(p) = &r.header_prefix {
         if p.is_empty() {

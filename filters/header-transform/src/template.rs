@@ -4,7 +4,7 @@
 //! `$${` writes a literal `${`. Environment variables (`env.NAME`) are read at
 //! configure time and become literal text.
 
-use pwf_shared::headers::header_name_problem;
+use pwf_shared::headers::{has_control_byte, header_name_problem, CONTROL_CHARACTER};
 use pwf_shared::{ConfigError, FieldPath};
 
 /// Which phase a template is evaluated in; decides which variables exist.
@@ -104,8 +104,8 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
     path: &FieldPath,
 ) -> Result<Template, ConfigError> {
-    if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(path.error("value must not contain CR, LF or NUL"));
+    if has_control_byte(text.as_bytes()) {
+        return Err(path.error(format!("value {CONTROL_CHARACTER}")));
     }
     let mut parts: Vec<Part> = Vec::new();
     let mut literal = String::new();
@@ -138,9 +138,9 @@ pub fn parse(
             let value = env(env_name)
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default.to_string());
-            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if has_control_byte(value.as_bytes()) {
                 return Err(path.error(format!(
-                    "environment variable '{env_name}' contains CR, LF or NUL"
+                    "environment variable '{env_name}' {CONTROL_CHARACTER}"
                 )));
             }
             literal.push_str(&value);
@@ -309,7 +309,7 @@ mod tests {
         let err = parse_with("${env.SPLIT}").unwrap_err().to_string();
         assert_eq!(
             err,
-            "value: environment variable 'SPLIT' contains CR, LF or NUL"
+            "value: environment variable 'SPLIT' contains a control character (CR, LF, NUL, DEL or another byte below 0x20 but tab)"
         );
     }
 

@@ -95,6 +95,40 @@ fn remove_by_name_prefix_and_regex_never_touches_pseudo_headers() {
 }
 
 #[test]
+fn prefix_and_regex_removes_pass_over_framing_and_routing_headers() {
+    let e = req_ops(
+        r#"{"remove":{"header_prefix":"content-"}},
+           {"remove":{"header_regex":"transfer-.*|x-.*"}},
+           {"remove":{"header":"upgrade"}},
+           {"copy":{"header":"content-length","to":"x-declared-length"}}"#,
+    );
+    let mut h = HeaderList::from_pairs([
+        (":method", "POST"),
+        (":path", "/"),
+        ("content-length", "5"),
+        ("content-type", "text/plain"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "websocket"),
+        ("x-a", "1"),
+        ("x-forwarded-proto", "https"),
+    ]);
+    run_request(&e, &mut h);
+    let names: Vec<&str> = h.entries().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            ":method",
+            ":path",
+            "content-length",
+            "transfer-encoding",
+            "x-forwarded-proto",
+            "x-declared-length"
+        ]
+    );
+    assert_eq!(get(&h, "x-declared-length").as_deref(), Some("5"));
+}
+
+#[test]
 fn rename_and_copy() {
     let e = req_ops(
         r#"{"rename":{"header":"x-user","to":"x-principal"}},
@@ -432,6 +466,42 @@ fn bad_configs_name_the_field_and_reason() {
             "request[0].operations[0].remove.header: pseudo-header ':path' cannot be removed",
         ),
         (
+            r#"{"request":[{"operations":[{"set":{"header":"content-length","value":"0"}}]}]}"#,
+            "request[0].operations[0].set.header: 'content-length' frames the body: Envoy's codec writes it, so a rule may read it but not change or remove it",
+        ),
+        (
+            r#"{"response":[{"operations":[{"remove":{"header":"transfer-encoding"}}]}]}"#,
+            "response[0].operations[0].remove.header: 'transfer-encoding' frames the body",
+        ),
+        (
+            r#"{"request":[{"operations":[{"rename":{"header":"content-length","to":"x-len"}}]}]}"#,
+            "request[0].operations[0].rename.header: 'content-length' frames the body",
+        ),
+        (
+            r#"{"request":[{"operations":[{"copy":{"header":"x-a","to":"transfer-encoding"}}]}]}"#,
+            "request[0].operations[0].copy.to: 'transfer-encoding' frames the body",
+        ),
+        (
+            r#"{"request":[{"operations":[{"remove":{"header":"x-forwarded-proto"}}]}]}"#,
+            "request[0].operations[0].remove.header: 'x-forwarded-proto' cannot be removed in request rules: Envoy's router matches no route without it (404); it can be set",
+        ),
+        (
+            r#"{"request":[{"operations":[{"rename":{"header":"x-forwarded-proto","to":"x-proto"}}]}]}"#,
+            "request[0].operations[0].rename.header: 'x-forwarded-proto' cannot be removed in request rules",
+        ),
+        (
+            r#"{"response":[{"operations":[{"set":{"header":"connection","value":"close"}}]}]}"#,
+            "response[0].operations[0].set.header: 'connection' is managed by Envoy's codec and cannot be written (it can be removed)",
+        ),
+        (
+            r#"{"request":[{"operations":[{"add":{"header":"upgrade","value":"websocket"}}]}]}"#,
+            "request[0].operations[0].add.header: 'upgrade' is managed by Envoy's codec",
+        ),
+        (
+            r#"{"request":[{"operations":[{"replace":{"header":"te","regex":"x","replacement":"y"}}]}]}"#,
+            "request[0].operations[0].replace.header: 'te' is managed by Envoy's codec",
+        ),
+        (
             r#"{"request":[{"operations":[{"set":{"header":"a","query":"b","value":"v"}}]}]}"#,
             "request[0].operations[0].set: exactly one of 'header' or 'query' is required",
         ),
@@ -459,7 +529,7 @@ fn bad_configs_name_the_field_and_reason() {
         (r#"{"limits":{"max_value_bytes":0}}"#, "limits.max_value_bytes: must be greater than 0"),
         (
             r#"{"request":[{"operations":[{"set":{"header":"x","value":"a\r\nb"}}]}]}"#,
-            "request[0].operations[0].set.value: value must not contain CR, LF or NUL",
+            "request[0].operations[0].set.value: value contains a control character (CR, LF, NUL, DEL or another byte below 0x20 but tab)",
         ),
     ];
     for (json, expected) in cases {

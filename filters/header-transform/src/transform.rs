@@ -1,7 +1,7 @@
 //! The transformation engine: applies compiled rule sets to a header list.
 //! Pure logic, no host calls; host values come through [`HostValues`].
 
-use crate::config::Limits;
+use crate::config::{kept_by_bulk_remove, Limits};
 use crate::query::{split_path, Query};
 use crate::template::{Captures, Part, RequestValue, Template, Var};
 use pwf_shared::headers::{value_problem, ValueProblem};
@@ -433,16 +433,15 @@ fn selector_for(target: &Target) -> NameSelector {
 }
 
 fn remove(selector: &NameSelector, headers: &mut HeaderList) {
-    let is_pseudo = |n: &str| n.starts_with(':');
     match selector {
         NameSelector::Header(name) => {
             headers.remove(name);
         }
         NameSelector::HeaderPrefix(prefix) => {
-            headers.remove_where(|n| !is_pseudo(n) && n.starts_with(prefix.as_str()));
+            headers.remove_where(|n| !kept_by_bulk_remove(n) && n.starts_with(prefix.as_str()));
         }
         NameSelector::HeaderRegex(re) => {
-            headers.remove_where(|n| !is_pseudo(n) && re.is_match(n.as_bytes()));
+            headers.remove_where(|n| !kept_by_bulk_remove(n) && re.is_match(n.as_bytes()));
         }
         NameSelector::Query(_) | NameSelector::QueryPrefix(_) | NameSelector::QueryRegex(_) => {
             let full = headers.get(":path").unwrap_or_default();

@@ -270,7 +270,7 @@ fn bad_configs_name_the_field_and_the_reason() {
         ),
         (
             with(minimal(), "/sources/0/inject", json!({"prefix": "Bearer\r\n"})),
-            "sources[0].inject.prefix: contains CR, LF or NUL",
+            "sources[0].inject.prefix: contains a control character (CR, LF, NUL, DEL or another byte below 0x20 but tab)",
         ),
         (
             with(

@@ -558,13 +558,10 @@ fn compile_provider(
     for (i, c) in p.claims_to_headers.iter().enumerate() {
         let cp = path.field("claims_to_headers").index(i);
         let separator = c.separator.clone().unwrap_or_else(|| ",".into());
-        if separator
-            .bytes()
-            .any(|b| b == b'\r' || b == b'\n' || b == 0)
-        {
+        if pwf_shared::headers::has_control_byte(separator.as_bytes()) {
             return Err(cp
                 .field("separator")
-                .error("must not contain CR, LF or NUL"));
+                .error(pwf_shared::headers::CONTROL_CHARACTER));
         }
         claims_to_headers.push(ClaimHeader {
             claim: claim_path(&c.claim, &cp.field("claim"))?,

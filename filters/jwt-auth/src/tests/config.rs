@@ -244,7 +244,7 @@ fn bad_configs_name_the_field_and_reason() {
         (format!(r#"{{"providers":[{},{}]}}"#, idp(r#","payload_header":"x-partner""#), secret_provider("p", r#","from":[{"header":"x-partner"}]"#)), "providers[0].payload_header", "'x-partner' is a token location"),
         (one(r#","claims_to_headers":[{"claim":"sub","header":"x-a"},{"claim":"iss","header":"x-a"}]"#), "providers[0].claims_to_headers[1].header", "written twice"),
         (one(r#","claims_to_headers":[{"claim":"sub","header":"x-a"}],"payload_header":"x-a""#), "providers[0].payload_header", "written twice"),
-        (one(r#","claims_to_headers":[{"claim":"sub","header":"x-a","separator":"\r\n"}]"#), "providers[0].claims_to_headers[0].separator", "CR, LF or NUL"),
+        (one(r#","claims_to_headers":[{"claim":"sub","header":"x-a","separator":"\r\n"}]"#), "providers[0].claims_to_headers[0].separator", "control character"),
         (one(r#","claims_to_headers":[{"claim":"a.","header":"x-a"}]"#), "providers[0].claims_to_headers[0].claim", "without empty segments"),
         (one(r#","payload_header":"bad header""#), "providers[0].payload_header", "not allowed in HTTP header names"),
         // Rules.

@@ -77,7 +77,7 @@ fn bad_configs_are_rejected_naming_the_field() {
         ),
         (
             r#"{"response_headers":[{"name":"x-a","value":"a\r\nx-injected: 1"}]}"#,
-            "response_headers[0].value: contains CR, LF or NUL",
+            "response_headers[0].value: contains a control character (CR, LF, NUL, DEL or another byte below 0x20 but tab)",
         ),
         (
             r#"{"response_headers":[{"name":"x-a","value":"1"}],"match":{"methods":["get"]}}"#,
