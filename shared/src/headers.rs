@@ -300,7 +300,8 @@ pub fn header_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Headers a filter's own outputs may not write, nor strip from clients:
-/// the host, cookies, message framing and hop-by-hop headers.
+/// the host, cookies, message framing, hop-by-hop headers and the
+/// `x-forwarded-proto` Envoy's router needs.
 pub const RESERVED_OUTPUT_HEADERS: &[&str] = &[
     "host",
     "cookie",
@@ -313,6 +314,8 @@ pub const RESERVED_OUTPUT_HEADERS: &[&str] = &[
     "te",
     "trailer",
     "upgrade",
+    // Envoy's router matches no route for a request without it (404).
+    "x-forwarded-proto",
 ];
 
 /// Whether a filter output may write header `name` (pseudo-headers and

@@ -367,7 +367,7 @@ impl Config {
             check_header_name(h, &root.field("exposure_header"))?;
             if is_reserved_output(h) {
                 return Err(root.field("exposure_header").error(format!(
-                    "'{h}' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header"
+                    "'{h}' cannot be written: it is a pseudo-header, cookie, framing, hop-by-hop or routing header"
                 )));
             }
         }
@@ -635,7 +635,7 @@ impl OutputNames {
         }
         if is_reserved_output(name) {
             return Err(path.error(format!(
-                "'{name}' cannot be written: it is a cookie, framing or hop-by-hop header"
+                "'{name}' cannot be written: it is a cookie, framing, hop-by-hop or routing header"
             )));
         }
         if self.names.iter().any(|n| n == name) {

@@ -321,7 +321,7 @@ fn bad_configs_name_the_field() {
         ),
         (
             json!({"default_class": {"name": "a"}, "exposure_header": "set-cookie"}),
-            "exposure_header: 'set-cookie' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header",
+            "exposure_header: 'set-cookie' cannot be written: it is a pseudo-header, cookie, framing, hop-by-hop or routing header",
         ),
         (
             json!({"classes": [{"name": "b", "match": {"headers": [{"name": "x-cos-class", "value": {"exact": "pro"}}]}}], "default_class": {"name": "a"}}),
@@ -333,11 +333,15 @@ fn bad_configs_name_the_field() {
         ),
         (
             json!({"default_class": {"name": "a"}, "exposure_header": ":status"}),
-            "exposure_header: ':status' cannot be written: it is a pseudo-header, cookie, framing or hop-by-hop header",
+            "exposure_header: ':status' cannot be written: it is a pseudo-header, cookie, framing, hop-by-hop or routing header",
         ),
         (
             json!({"default_class": {"name": "a", "set_headers": [{"name": "transfer-encoding", "value": "v"}]}}),
-            "default_class.set_headers[0].name: 'transfer-encoding' cannot be written: it is a cookie, framing or hop-by-hop header",
+            "default_class.set_headers[0].name: 'transfer-encoding' cannot be written: it is a cookie, framing, hop-by-hop or routing header",
+        ),
+        (
+            json!({"default_class": {"name": "a", "set_headers": [{"name": "x-forwarded-proto", "value": "https"}]}}),
+            "default_class.set_headers[0].name: 'x-forwarded-proto' cannot be written: it is a cookie, framing, hop-by-hop or routing header",
         ),
         (
             json!({"classes": [{"name": "b", "match": {"source_cidrs": ["10.0.0.0/256"]}}], "default_class": {"name": "a"}}),
