@@ -233,6 +233,31 @@ fn tokens_are_refreshed_before_expiry_with_one_fetch_for_four_workers() {
 }
 
 #[test]
+fn max_expires_in_s_caps_a_long_token_lifetime() {
+    // The provider says 300 s; the filter believes at most 2 s, refreshing at
+    // half of that: a new token about every second.
+    let idp = Idp::builder().ttl(300).start();
+    let config = one_source(json!({
+        "max_expires_in_s": 2,
+        "default_expires_in_s": 2,
+        "refresh": {"at_fraction": 0.5, "jitter_fraction": 0.0, "expiry_margin_s": 0,
+                    "retry_initial_ms": 200, "retry_max_ms": 500}
+    }));
+    let (envoy, echo) = start(&idp, Some(&config), 1);
+    let mut tokens = BTreeSet::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3500) {
+        let resp = envoy.get("/tick");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        tokens.insert(upstream_token(&echo).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without the cap, one token for 300 s.
+    assert!(tokens.len() >= 3, "tokens seen: {}", tokens.len());
+    envoy.wait_for_log("got a token valid for 2 s (its expires_in was longer: max_expires_in_s)");
+}
+
+#[test]
 fn an_endpoint_outage_keeps_the_current_token_until_expiry_then_fails_closed() {
     let idp = Idp::builder().ttl(4).start();
     let config = one_source(json!({

@@ -2,7 +2,7 @@
 //! into [`Compiled`] at configure time. The token request (headers and form
 //! body, credentials included) is built here once, so a fetch only sends it.
 
-use crate::endpoint::{self, TokenRequest};
+use crate::endpoint::{self, ExpiresIn, TokenRequest};
 use crate::schedule::Refresh;
 use pwf_shared::backoff::Backoff;
 use pwf_shared::headers::{header_name_problem, value_problem};
@@ -57,6 +57,11 @@ pub struct SourceConfig {
     /// Lifetime assumed when the response has no `expires_in`.
     #[serde(default = "default_expires_in_s")]
     pub default_expires_in_s: u64,
+    /// Longest lifetime believed, 1 to 31536000: a longer `expires_in` is
+    /// cut to this, so the token is fetched again (and a revoked or rotated
+    /// one replaced) at least this often.
+    #[serde(default = "default_max_expires_in_s")]
+    pub max_expires_in_s: u64,
     /// How the token is written into requests.
     #[serde(default)]
     pub inject: InjectConfig,
@@ -195,6 +200,9 @@ fn default_token_types() -> Vec<String> {
 fn default_expires_in_s() -> u64 {
     300
 }
+fn default_max_expires_in_s() -> u64 {
+    86_400
+}
 fn default_hold_timeout_ms() -> u64 {
     5_000
 }
@@ -228,6 +236,8 @@ fn default_retry_max_ms() -> u64 {
 
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const MAX_HOLD_TIMEOUT_MS: u64 = 60_000;
+/// One year.
+const MAX_EXPIRES_IN_S: u64 = 365 * 86_400;
 const MIN_RESPONSE_BYTES: usize = 256;
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Form parameters the filter writes itself.
@@ -258,7 +268,7 @@ pub struct Source {
     pub request: TokenRequest,
     /// Lower-case accepted `token_type` values.
     pub token_types: Vec<String>,
-    pub default_expires_in_s: u64,
+    pub expires_in: ExpiresIn,
     pub inject: Inject,
     pub refresh: Refresh,
     pub on_unavailable: OnUnavailable,
@@ -362,10 +372,15 @@ fn compile_source(
             .field("token_types")
             .error("needs at least one non-empty token type"));
     }
-    if s.default_expires_in_s == 0 {
+    if !(1..=MAX_EXPIRES_IN_S).contains(&s.max_expires_in_s) {
+        return Err(path
+            .field("max_expires_in_s")
+            .error(format!("must be 1 to {MAX_EXPIRES_IN_S}")));
+    }
+    if s.default_expires_in_s == 0 || s.default_expires_in_s > s.max_expires_in_s {
         return Err(path
             .field("default_expires_in_s")
-            .error("must be at least 1"));
+            .error("must be at least 1 and at most max_expires_in_s"));
     }
     if s.hold_timeout_ms > MAX_HOLD_TIMEOUT_MS {
         return Err(path
@@ -396,7 +411,10 @@ fn compile_source(
             .iter()
             .map(|t| t.to_ascii_lowercase())
             .collect(),
-        default_expires_in_s: s.default_expires_in_s,
+        expires_in: ExpiresIn {
+            default_s: s.default_expires_in_s,
+            max_s: s.max_expires_in_s,
+        },
         inject,
         refresh,
         on_unavailable: s.on_unavailable,

@@ -126,7 +126,21 @@ fn form_component(s: &str) -> String {
 pub struct Token {
     pub access_token: String,
     pub token_type: String,
+    /// The lifetime used: the response's `expires_in`, or the default when
+    /// it has none, at most [`ExpiresIn::max_s`].
     pub expires_in_s: u64,
+    /// Whether the response's `expires_in` was over the maximum.
+    pub capped: bool,
+}
+
+/// How a response's `expires_in` becomes the token's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiresIn {
+    /// Used when the response has no `expires_in`.
+    pub default_s: u64,
+    /// A longer `expires_in` is cut to this, so a token is fetched again at
+    /// least this often.
+    pub max_s: u64,
 }
 
 /// The error codes of RFC 6749 §5.2; anything else is `Other`.
@@ -293,7 +307,7 @@ pub fn parse_response(
     status: Option<u32>,
     body: &[u8],
     accepted_types: &[String],
-    default_expires_in_s: u64,
+    expires_in: ExpiresIn,
 ) -> Result<Token, FetchError> {
     let status = status.ok_or(FetchError::NoResponse)?;
     if status != 200 {
@@ -338,7 +352,7 @@ pub fn parse_response(
         return Err(FetchError::UnsupportedTokenType(loggable(&token_type)));
     }
     let expires_in_s = match obj.get("expires_in") {
-        None | Some(Value::Null) => default_expires_in_s,
+        None | Some(Value::Null) => expires_in.default_s,
         Some(Value::Number(n)) => n.as_u64().ok_or(FetchError::InvalidResponse(
             "expires_in is not a non-negative integer",
         ))?,
@@ -359,6 +373,7 @@ pub fn parse_response(
     Ok(Token {
         access_token,
         token_type,
-        expires_in_s,
+        expires_in_s: expires_in_s.min(expires_in.max_s),
+        capped: expires_in_s > expires_in.max_s,
     })
 }

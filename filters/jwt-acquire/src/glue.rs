@@ -208,7 +208,7 @@ impl Worker {
             status,
             &body,
             &source.token_types,
-            source.default_expires_in_s,
+            source.expires_in,
         ) {
             Ok(token) => token,
             Err(e) => return self.fetch_failed(source, s, now, &e),
@@ -230,9 +230,14 @@ impl Worker {
         let _ = Lease::release(&HostStore, &s.lease_key, self.owner_id);
         s.metrics.fetch_ok.inc();
         log::info!(
-            "{FILTER}: source '{}': got a token valid for {} s; refresh in {} s",
+            "{FILTER}: source '{}': got a token valid for {} s{}; refresh in {} s",
             source.name,
             token.expires_in_s,
+            if token.capped {
+                " (its expires_in was longer: max_expires_in_s)"
+            } else {
+                ""
+            },
             record.refresh_at_ms.saturating_sub(now) / 1000
         );
         s.status = FetchStatus::after_success();

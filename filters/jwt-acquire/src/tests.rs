@@ -1,7 +1,7 @@
 //! Native unit tests of the pure modules.
 
 use crate::config::{ClientAuth, Compiled, Config, Existing, OnUnavailable};
-use crate::endpoint::{parse_response, FetchError, OAuthCode};
+use crate::endpoint::{parse_response, ExpiresIn, FetchError, OAuthCode};
 use crate::inject;
 use crate::schedule::{self, Decision, FetchStatus, TokenRecord};
 use base64::Engine as _;
@@ -72,7 +72,13 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(s.inject.existing, Existing::Overwrite);
     assert_eq!(s.on_unavailable, OnUnavailable::Deny);
     assert_eq!(s.hold_timeout_ms, 5000);
-    assert_eq!(s.default_expires_in_s, 300);
+    assert_eq!(
+        s.expires_in,
+        ExpiresIn {
+            default_s: 300,
+            max_s: 86_400
+        }
+    );
     assert_eq!(s.token_types, vec!["bearer"]);
     assert_eq!(s.refresh.at_permille, 800);
     assert_eq!(s.refresh.jitter_permille, 50);
@@ -202,7 +208,7 @@ fn bad_configs_name_the_field_and_the_reason() {
         (json!({"sources": []}), "sources: at least one source is required"),
         (
             with(minimal(), "/sources/0/bogus", json!(1)),
-            "sources[0].bogus: unknown field `bogus`, expected one of `name`, `match`, `token_endpoint`, `client_id`, `client_secret`, `client_auth`, `scopes`, `audience`, `resource`, `extra_params`, `token_types`, `default_expires_in_s`, `inject`, `refresh`, `on_unavailable`, `hold_timeout_ms`",
+            "sources[0].bogus: unknown field `bogus`, expected one of `name`, `match`, `token_endpoint`, `client_id`, `client_secret`, `client_auth`, `scopes`, `audience`, `resource`, `extra_params`, `token_types`, `default_expires_in_s`, `max_expires_in_s`, `inject`, `refresh`, `on_unavailable`, `hold_timeout_ms`",
         ),
         (
             with(minimal(), "/sources/0/name", json!("Orders API")),
@@ -253,8 +259,16 @@ fn bad_configs_name_the_field_and_the_reason() {
             "sources[0].token_types: needs at least one non-empty token type",
         ),
         (
+            with(minimal(), "/sources/0/max_expires_in_s", json!(0)),
+            "sources[0].max_expires_in_s: must be 1 to 31536000",
+        ),
+        (
+            with(minimal(), "/sources/0/default_expires_in_s", json!(86_401)),
+            "sources[0].default_expires_in_s: must be at least 1 and at most max_expires_in_s",
+        ),
+        (
             with(minimal(), "/sources/0/default_expires_in_s", json!(0)),
-            "sources[0].default_expires_in_s: must be at least 1",
+            "sources[0].default_expires_in_s: must be at least 1 and at most max_expires_in_s",
         ),
         (
             with(minimal(), "/sources/0/hold_timeout_ms", json!(60001)),
@@ -352,7 +366,37 @@ fn the_first_matching_source_serves_a_request() {
 // ---- token responses --------------------------------------------------------
 
 fn parse(status: Option<u32>, body: &str) -> Result<crate::endpoint::Token, FetchError> {
-    parse_response(status, body.as_bytes(), &["bearer".to_owned()], 300)
+    parse_response(
+        status,
+        body.as_bytes(),
+        &["bearer".to_owned()],
+        ExpiresIn {
+            default_s: 300,
+            max_s: 86_400,
+        },
+    )
+}
+
+#[test]
+fn an_expires_in_over_the_maximum_is_cut_to_it() {
+    let t = parse(
+        Some(200),
+        r#"{"access_token":"t","token_type":"Bearer","expires_in":315360000}"#,
+    )
+    .unwrap();
+    assert_eq!((t.expires_in_s, t.capped), (86_400, true));
+    let t = parse(
+        Some(200),
+        r#"{"access_token":"t","token_type":"Bearer","expires_in":18446744073709551615}"#,
+    )
+    .unwrap();
+    assert_eq!((t.expires_in_s, t.capped), (86_400, true));
+    let t = parse(
+        Some(200),
+        r#"{"access_token":"t","token_type":"Bearer","expires_in":86400}"#,
+    )
+    .unwrap();
+    assert_eq!((t.expires_in_s, t.capped), (86_400, false));
 }
 
 #[test]
