@@ -132,16 +132,24 @@ pub fn any_contains(ranges: &[Cidr], ip: IpAddr) -> bool {
 }
 
 /// The IP of Envoy's `source.address` attribute: `10.0.0.7:51234`,
-/// `[::1]:51234`, or an address without a port. `None` for anything else
-/// (a pipe path, garbage).
+/// `[::1]:51234`, or an address without a port. A link-local IPv6 address
+/// may carry a zone (`[fe80::1%eth0]:51234`); ranges do not name zones, so
+/// it is dropped. `None` for anything else (a pipe path, garbage).
 pub fn parse_source_address(address: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(address).ok()?;
+    let ipv6 = |ip: &str| {
+        let without_zone = ip.split_once('%').map_or(ip, |(ip, _zone)| ip);
+        without_zone.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+    };
     if let Some(rest) = text.strip_prefix('[') {
         let (ip, _port) = rest.split_once(']')?;
-        return ip.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+        return ipv6(ip);
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(ip);
+    }
+    if text.contains('%') {
+        return ipv6(text);
     }
     let (ip, port) = text.rsplit_once(':')?;
     port.parse::<u16>().ok()?;

@@ -446,6 +446,13 @@ fn source_addresses_with_and_without_ports() {
         parse_source_address(b"2001:db8::1"),
         Some(ip("2001:db8::1"))
     );
+    assert_eq!(
+        parse_source_address(b"[fe80::1%eth0]:51234"),
+        Some(ip("fe80::1"))
+    );
+    assert_eq!(parse_source_address(b"fe80::1%2"), Some(ip("fe80::1")));
+    assert_eq!(parse_source_address(b"10.0.0.7%eth0"), None);
+    assert_eq!(parse_source_address(b"[%eth0]:1"), None);
     assert_eq!(parse_source_address(b"/tmp/envoy.sock"), None);
     assert_eq!(parse_source_address(b"10.0.0.7:port"), None);
     assert_eq!(parse_source_address(b"[::1"), None);
