@@ -246,7 +246,8 @@ impl Conditions {
 }
 
 /// The values of a claim in `{"<provider>": {claims}}`: of the named
-/// provider's token, or of the first verified token that has the claim.
+/// provider's token, or of the first verified token that has the claim
+/// (serde_json's map keeps providers in name order).
 /// `None` when the claim is missing or `null`. Strings as is, numbers and
 /// booleans as text; an array gives each of its scalar elements (so `roles`
 /// matches if any role does); an object or an empty array is present with

@@ -928,3 +928,19 @@ fn every_json_example_in_the_readme_loads() {
     }
     assert_eq!(blocks, 1);
 }
+
+#[test]
+fn without_a_provider_the_first_token_in_provider_name_order_counts() {
+    let claims: Value =
+        serde_json::from_str(r#"{"zeta": {"plan": "z"}, "alpha": {"plan": "a"}, "mid": {}}"#)
+            .unwrap();
+    let plan = ["plan".to_string()];
+    assert_eq!(
+        crate::conditions::claim_values(&claims, None, &plan),
+        Some(vec![b"a".to_vec()])
+    );
+    assert_eq!(
+        crate::conditions::claim_values(&claims, Some("zeta"), &plan),
+        Some(vec![b"z".to_vec()])
+    );
+}

@@ -64,7 +64,7 @@ fn value(input: &Input, req: &mut impl RequestView) -> Option<Vec<u8>> {
 }
 
 /// A claim of the named provider's token, or of the first verified token
-/// that has it. Strings as is; numbers and booleans as text.
+/// that has it, in provider-name order (serde_json's map order). Strings as is; numbers and booleans as text.
 pub fn claim(claims: &Value, provider: Option<&str>, path: &[String]) -> Option<Vec<u8>> {
     let by_provider = claims.as_object()?;
     let mut payloads: Box<dyn Iterator<Item = &Value>> = match provider {

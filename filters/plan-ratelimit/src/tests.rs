@@ -184,6 +184,18 @@ fn inputs_fall_back_in_order_and_are_prefixed() {
 }
 
 #[test]
+fn without_a_provider_the_first_token_in_provider_name_order_counts() {
+    let claims: Value =
+        serde_json::from_str(r#"{"zeta": {"plan": "z"}, "alpha": {"plan": "a"}, "mid": {}}"#)
+            .unwrap();
+    assert_eq!(identity::claim(&claims, None, &["plan".into()]).unwrap(), b"a");
+    assert_eq!(
+        identity::claim(&claims, Some("zeta"), &["plan".into()]).unwrap(),
+        b"z"
+    );
+}
+
+#[test]
 fn ports_are_stripped_from_addresses() {
     assert_eq!(identity::strip_port(b"10.0.0.7:51234"), b"10.0.0.7");
     assert_eq!(identity::strip_port(b"[::1]:80"), b"::1");
