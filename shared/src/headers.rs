@@ -357,6 +357,10 @@ pub fn value_problem(value: &[u8], max_len: usize) -> Option<ValueProblem> {
 pub enum ValueProblem {
     ControlCharacter,
     TooLong,
+    /// A pseudo-header that must have a value (`:authority`) would be empty.
+    Empty,
+    /// A `:path` would not start with `/`.
+    NotAPath,
 }
 
 impl ValueProblem {
@@ -364,6 +368,8 @@ impl ValueProblem {
         match self {
             ValueProblem::ControlCharacter => CONTROL_CHARACTER,
             ValueProblem::TooLong => "exceeds the size limit",
+            ValueProblem::Empty => "is empty",
+            ValueProblem::NotAPath => "does not start with '/'",
         }
     }
 }

@@ -665,3 +665,32 @@ fn prefix_and_regex_removes_keep_the_body_framed() {
     assert_eq!(got.header("x-trace"), None);
     assert_eq!(got.header("x-declared-length").as_deref(), Some("5"));
 }
+
+#[test]
+fn an_empty_authority_or_a_relative_path_is_not_written() {
+    let s = start(&request_ops(
+        r#"{"set":{"header":":authority","value":"${req.header.x-new-host}"}},
+           {"rewrite_path":{"regex":"^/to-nothing$","replacement":""}}"#,
+    ));
+    let resp = s.envoy.get("/to-nothing?a=1");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = s.echo.last_request().expect("upstream saw the request");
+    assert_eq!(got.path, "/to-nothing?a=1");
+    assert!(
+        got.header("host").is_some_and(|h| h.starts_with("127.0.0.1:")),
+        "{:?}",
+        got.header("host")
+    );
+    assert_eq!(metric(&s.envoy, "values_rejected"), 2);
+    s.envoy
+        .wait_for_log("value for ':authority' not written: is empty");
+    s.envoy
+        .wait_for_log("value for ':path' not written: does not start with '/'");
+    // With a value, the same rule writes it.
+    s.envoy
+        .req("GET", "/elsewhere")
+        .header("x-new-host", "api.example.com")
+        .send();
+    let got = s.echo.last_request().unwrap();
+    assert_eq!(got.header("host").as_deref(), Some("api.example.com"));
+}

@@ -237,6 +237,36 @@ fn path_rewrite_keeps_the_query() {
 }
 
 #[test]
+fn an_empty_authority_or_a_relative_path_is_not_written() {
+    let e = req_ops(
+        r#"{"set":{"header":":authority","value":"${req.header.x-missing}"}},
+           {"rewrite_path":{"regex":"^/v1/users$","replacement":""}},
+           {"replace":{"header":":path","regex":"^/","replacement":"x"}}"#,
+    );
+    let mut h = request();
+    let (report, _) = run_request(&e, &mut h);
+    assert_eq!(get(&h, ":authority").as_deref(), Some("api.example.com"));
+    assert_eq!(
+        get(&h, ":path").as_deref(),
+        Some("/v1/users?id=42&debug=1&name=J%20Doe")
+    );
+    let problems: Vec<(&str, ValueProblem)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.target.as_str(), r.problem))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (":authority", ValueProblem::Empty),
+            (":path", ValueProblem::NotAPath),
+            (":path", ValueProblem::NotAPath)
+        ]
+    );
+    assert!(!h.is_changed());
+}
+
+#[test]
 fn authority_can_be_set_through_host_alias() {
     let e = req_ops(r#"{"set":{"header":"host","value":"internal.svc"}}"#);
     let mut h = request();

@@ -287,6 +287,17 @@ impl Engine {
         }
     }
 
+    /// Why `value` cannot be written to header `name`: the shared checks,
+    /// then the pseudo-headers' own (Envoy would send an empty `:authority`
+    /// or a relative `:path` on, and the upstream refuse the request).
+    fn header_problem(&self, name: &str, value: &[u8]) -> Option<ValueProblem> {
+        value_problem(value, self.limit_for(name)).or(match name {
+            ":path" if value.first() != Some(&b'/') => Some(ValueProblem::NotAPath),
+            ":authority" if value.is_empty() => Some(ValueProblem::Empty),
+            _ => None,
+        })
+    }
+
     /// Writes a value after the safety checks; a refused value is reported and not written.
     fn write(
         &self,
@@ -298,7 +309,7 @@ impl Engine {
     ) -> bool {
         match target {
             Target::Header(name) => {
-                if let Some(problem) = value_problem(&value, self.limit_for(name)) {
+                if let Some(problem) = self.header_problem(name, &value) {
                     report.rejected.push(Rejection {
                         target: name.clone(),
                         problem,
@@ -340,12 +351,11 @@ impl Engine {
     ) {
         match target {
             Target::Header(name) => {
-                let limit = self.limit_for(name);
                 let mut changed = false;
                 let values: Vec<Vec<u8>> = headers
                     .get_all(name)
                     .map(|value| match regex.replace_all(value, replacement) {
-                        Cow::Owned(new) => match value_problem(&new, limit) {
+                        Cow::Owned(new) => match self.header_problem(name, &new) {
                             Some(problem) => {
                                 report.rejected.push(Rejection {
                                     target: name.clone(),
