@@ -211,6 +211,8 @@ fn templates_read_request_attributes_env_and_time() {
            {"set":{"header":"x-t-header","value":"<${req.header.x-in}>"}},
            {"set":{"header":"x-t-attr","value":"${attr.source.address}"}},
            {"set":{"header":"x-t-port","value":"${attr.destination.port}"}},
+           {"set":{"header":"x-t-mtls","value":"${attr.connection.mtls}"}},
+           {"set":{"header":"x-t-request-time","value":"${attr.request.time}"}},
            {"set":{"header":"x-t-env","value":"${env.REGION}/${env.NOT_SET:-none}"}},
            {"set":{"header":"x-t-time","value":"${time.unix}"}},
            {"set":{"header":"x-t-rfc","value":"${time.rfc3339}"}},
@@ -253,6 +255,12 @@ fn templates_read_request_attributes_env_and_time() {
         h("x-t-port"),
         s.envoy.port().to_string(),
         "integer attributes print as text"
+    );
+    assert_eq!(h("x-t-mtls"), "false", "boolean attributes print as text");
+    let request_time_ns: u64 = h("x-t-request-time").parse().expect("nanoseconds");
+    assert!(
+        (before * 1_000_000_000..=(after + 1) * 1_000_000_000).contains(&request_time_ns),
+        "request.time {request_time_ns} ns not within {before}..={after} s"
     );
     assert_eq!(h("x-t-env"), "eu-demo-1/none");
     let t: u64 = h("x-t-time").parse().expect("unix time");

@@ -33,11 +33,83 @@ pub enum Var {
     Captured(usize),
     ResponseHeader(String),
     ResponseStatus,
-    /// An Envoy attribute path, e.g. `["source", "address"]`.
-    Attribute(Vec<String>),
+    /// An Envoy attribute path, e.g. `["source", "address"]`, and how
+    /// Envoy encodes its value.
+    Attribute(Vec<String>, AttributeKind),
     TimeUnix,
     TimeUnixMs,
     TimeRfc3339,
+}
+
+/// How Envoy encodes an attribute's value for `proxy_get_property`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeKind {
+    /// Bytes of text.
+    Text,
+    /// 8 little-endian bytes: sizes, ports, codes, ids, and times and
+    /// durations in nanoseconds.
+    Integer,
+    /// One byte, 0 or 1.
+    Boolean,
+    /// Not in Envoy's attribute table (metadata, filter state, newer
+    /// attributes): guessed from the bytes.
+    Unknown,
+}
+
+/// Envoy's attributes whose values are not text, from its attribute table
+/// (<https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes>).
+const INTEGER_ATTRIBUTES: &[&str] = &[
+    "request.time",
+    "request.duration",
+    "request.size",
+    "request.total_size",
+    "response.code",
+    "response.flags",
+    "response.grpc_status",
+    "response.size",
+    "response.total_size",
+    "response.backend_latency",
+    "source.port",
+    "destination.port",
+    "connection.id",
+    "upstream.port",
+    "upstream.request_attempt_count",
+    "upstream.cx_pool_ready_duration",
+    "xds.listener_direction",
+];
+const BOOLEAN_ATTRIBUTES: &[&str] = &["connection.mtls"];
+/// The top-level names of Envoy's attributes; an attribute under one of
+/// them not listed above is text.
+const TEXT_ROOTS: &[&str] = &[
+    "request",
+    "response",
+    "source",
+    "destination",
+    "connection",
+    "upstream",
+];
+/// Attributes under those roots that are maps, not text.
+const MAP_ATTRIBUTES: &[&str] = &[
+    "request.headers",
+    "response.headers",
+    "response.trailers",
+    "upstream.locality",
+];
+
+fn attribute_kind(path: &str) -> AttributeKind {
+    let root = path.split('.').next().unwrap_or_default();
+    if INTEGER_ATTRIBUTES.contains(&path) {
+        AttributeKind::Integer
+    } else if BOOLEAN_ATTRIBUTES.contains(&path) {
+        AttributeKind::Boolean
+    } else if TEXT_ROOTS.contains(&root)
+        && path.matches('.').count() == 1
+        && !MAP_ATTRIBUTES.contains(&path)
+    {
+        AttributeKind::Text
+    } else {
+        AttributeKind::Unknown
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +280,7 @@ fn parse_var(name: &str, phase: Phase, captures: &mut Captures) -> Result<Var, S
         if segments.iter().any(String::is_empty) {
             return Err(unknown());
         }
-        return Ok(Var::Attribute(segments));
+        return Ok(Var::Attribute(segments, attribute_kind(attr)));
     }
     match name {
         "time.unix" => Ok(Var::TimeUnix),
@@ -380,7 +452,7 @@ mod tests {
         let t = p("${attr.source.address}@${time.unix}", Phase::Request).unwrap();
         assert!(t.uses_time());
         assert!(
-            matches!(&t.parts()[0], Part::Var { var: Var::Attribute(a), .. } if a == &["source", "address"])
+            matches!(&t.parts()[0], Part::Var { var: Var::Attribute(a, AttributeKind::Text), .. } if a == &["source", "address"])
         );
     }
 }

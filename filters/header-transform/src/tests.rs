@@ -450,13 +450,53 @@ fn no_matching_response_rules_means_no_response_work() {
 
 #[test]
 fn attribute_text_decodes_envoy_encodings() {
+    use crate::template::AttributeKind::{Boolean, Integer, Text, Unknown};
     use crate::transform::attribute_text;
-    assert_eq!(attribute_text(b"127.0.0.1:80".to_vec()), b"127.0.0.1:80");
-    assert_eq!(attribute_text(443i64.to_le_bytes().to_vec()), b"443");
-    assert_eq!(attribute_text(vec![0]), b"false");
-    assert_eq!(attribute_text(vec![0xff, 0xfe]), b"");
-    // Text with a line break stays text, so the write refuses it (counted).
-    assert_eq!(attribute_text(b"a\r\nb".to_vec()), b"a\r\nb");
+    assert_eq!(attribute_text(b"127.0.0.1:80".to_vec(), Text), b"127.0.0.1:80");
+    assert_eq!(attribute_text(443i64.to_le_bytes().to_vec(), Integer), b"443");
+    assert_eq!(attribute_text(vec![0], Boolean), b"false");
+    assert_eq!(attribute_text(vec![1, 0], Boolean), b"");
+    assert_eq!(attribute_text(b"443".to_vec(), Integer), b"");
+    // Known text of 8 bytes with a control character stays text (the write
+    // refuses and counts it); unknown, it would be taken for an integer.
+    assert_eq!(attribute_text(b"abc\x01defg".to_vec(), Text), b"abc\x01defg");
+    assert_eq!(attribute_text(b"a\r\nb".to_vec(), Text), b"a\r\nb");
+    // Unknown kinds are guessed.
+    assert_eq!(attribute_text(b"plain".to_vec(), Unknown), b"plain");
+    assert_eq!(attribute_text(7i64.to_le_bytes().to_vec(), Unknown), b"7");
+    assert_eq!(attribute_text(vec![1], Unknown), b"true");
+    assert_eq!(attribute_text(vec![0xff, 0xfe], Unknown), b"");
+    assert_eq!(attribute_text(b"a\r\nb".to_vec(), Unknown), b"a\r\nb");
+}
+
+#[test]
+fn attribute_kinds_follow_envoys_table() {
+    use crate::template::{AttributeKind, Part, Var};
+    let kind = |name: &str| {
+        let t = crate::template::parse(
+            &format!("${{attr.{name}}}"),
+            crate::template::Phase::Request,
+            &mut crate::template::Captures::default(),
+            &|_| None,
+            &pwf_shared::FieldPath::root(),
+        )
+        .unwrap();
+        match t.parts() {
+            [Part::Var {
+                var: Var::Attribute(_, kind),
+                ..
+            }] => *kind,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(kind("source.address"), AttributeKind::Text);
+    assert_eq!(kind("request.id"), AttributeKind::Text);
+    assert_eq!(kind("destination.port"), AttributeKind::Integer);
+    assert_eq!(kind("request.time"), AttributeKind::Integer);
+    assert_eq!(kind("connection.mtls"), AttributeKind::Boolean);
+    assert_eq!(kind("request.headers"), AttributeKind::Unknown);
+    assert_eq!(kind("metadata.filter_metadata"), AttributeKind::Unknown);
+    assert_eq!(kind("xds.cluster_name"), AttributeKind::Unknown);
 }
 
 fn config_error(json: &str) -> String {

@@ -3,7 +3,7 @@
 
 use crate::config::{kept_by_bulk_remove, Limits};
 use crate::query::{split_path, Query};
-use crate::template::{Captures, Part, RequestValue, Template, Var};
+use crate::template::{AttributeKind, Captures, Part, RequestValue, Template, Var};
 use pwf_shared::headers::{value_problem, ValueProblem};
 use pwf_shared::{HeaderList, RequestMatcher};
 use regex::bytes::Regex;
@@ -533,9 +533,9 @@ fn render(
                     (Var::Captured(_), Source::Request) => None,
                     (Var::ResponseHeader(name), _) => headers.get(name).map(Cow::Borrowed),
                     (Var::ResponseStatus, _) => headers.get(":status").map(Cow::Borrowed),
-                    (Var::Attribute(path), _) => {
-                        host.property(path).map(|v| Cow::Owned(attribute_text(v)))
-                    }
+                    (Var::Attribute(path, kind), _) => host
+                        .property(path)
+                        .map(|v| Cow::Owned(attribute_text(v, *kind))),
                     (Var::TimeUnix, _) => Some(Cow::Owned(
                         unix(host.now()).as_secs().to_string().into_bytes(),
                     )),
@@ -562,25 +562,37 @@ fn unix(t: SystemTime) -> std::time::Duration {
     t.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
-/// Envoy returns string attributes as raw bytes but integers as 8 little-endian
-/// bytes and booleans as one byte. Printable text is kept; otherwise an 8-byte
-/// value is shown as an integer and a 1-byte 0/1 as a boolean. Other text is
-/// kept (a value with CR or LF is then refused by the write and counted, not
-/// silently emptied); other binary values are empty.
-pub fn attribute_text(raw: Vec<u8>) -> Vec<u8> {
-    let printable = raw.iter().all(|&b| (0x20..0x7f).contains(&b) || b >= 0x80)
-        && std::str::from_utf8(&raw).is_ok();
-    if printable {
-        return raw;
-    }
-    if let Ok(bytes) = <[u8; 8]>::try_from(raw.as_slice()) {
-        return i64::from_le_bytes(bytes).to_string().into_bytes();
-    }
-    match raw.as_slice() {
-        [0] => b"false".to_vec(),
-        [1] => b"true".to_vec(),
-        _ if std::str::from_utf8(&raw).is_ok() => raw,
-        _ => Vec::new(),
+/// An attribute's value as text. Envoy returns text as it is, integers as
+/// 8 little-endian bytes and booleans as one byte; `kind` says which, from
+/// Envoy's attribute table. A value of an unknown kind is guessed: printable
+/// text is kept, 8 other bytes are an integer, one byte 0/1 a boolean, other
+/// UTF-8 is kept. Text with a control character is kept, so the write
+/// refuses and counts it. A value that does not fit its kind is empty.
+pub fn attribute_text(raw: Vec<u8>, kind: AttributeKind) -> Vec<u8> {
+    let integer = |raw: &[u8]| {
+        <[u8; 8]>::try_from(raw)
+            .ok()
+            .map(|bytes| i64::from_le_bytes(bytes).to_string().into_bytes())
+    };
+    let boolean = |raw: &[u8]| match raw {
+        [0] => Some(b"false".to_vec()),
+        [1] => Some(b"true".to_vec()),
+        _ => None,
+    };
+    match kind {
+        AttributeKind::Text => raw,
+        AttributeKind::Integer => integer(&raw).unwrap_or_default(),
+        AttributeKind::Boolean => boolean(&raw).unwrap_or_default(),
+        AttributeKind::Unknown => {
+            let printable = raw.iter().all(|&b| (0x20..0x7f).contains(&b) || b >= 0x80)
+                && std::str::from_utf8(&raw).is_ok();
+            if printable {
+                return raw;
+            }
+            integer(&raw)
+                .or_else(|| boolean(&raw))
+                .unwrap_or_else(|| if std::str::from_utf8(&raw).is_ok() { raw } else { Vec::new() })
+        }
     }
 }
 
