@@ -685,7 +685,8 @@ fn an_empty_authority_or_a_relative_path_is_not_written() {
     let got = s.echo.last_request().expect("upstream saw the request");
     assert_eq!(got.path, "/to-nothing?a=1");
     assert!(
-        got.header("host").is_some_and(|h| h.starts_with("127.0.0.1:")),
+        got.header("host")
+            .is_some_and(|h| h.starts_with("127.0.0.1:")),
         "{:?}",
         got.header("host")
     );

@@ -1074,3 +1074,32 @@ fn an_unknown_kid_refetches_only_when_no_other_provider_verified_the_token() {
         "one refetch for the unknown kid"
     );
 }
+
+#[test]
+fn any_of_reports_the_failure_of_the_provider_the_token_is_for() {
+    // any_of [partner, demo] on the same header: an expired demo token fails
+    // partner (HMAC only: algorithm not allowed) and demo (expired). The
+    // client is told what is wrong with its token: expired.
+    let echo = EchoUpstream::start("echo");
+    let config = json!({
+        "providers": [
+            {"name": "partner", "issuer": "https://partner.example", "algorithms": ["HS256"],
+             "secret": {"inline": "0123456789abcdef0123456789abcdef"}},
+            {"name": "demo", "issuer": DEMO_ISSUER, "audiences": ["api"], "jwks": {"inline": fixture_jwks()}}
+        ],
+        "rules": [{"match": {}, "requires": {"any_of": ["partner", "demo"]}}]
+    });
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .plugin_config(&config.to_string())
+        .start();
+    let now = pwf_tests::jwt::unix_now();
+    let expired = demo_token("alice", json!({"iat": now - 7200, "exp": now - 3600}));
+    let resp = get_with_token(&envoy, "/a", &expired);
+    assert_denied(&resp, 401, "expired");
+    assert_eq!(metric(&envoy, "denied.expired"), 1);
+    // A token neither provider can verify reports the first failure.
+    let resp = get_with_token(&envoy, "/a", "not.a.token");
+    assert_denied(&resp, 401, "malformed");
+    assert_eq!(echo.request_count(), 0);
+}

@@ -452,14 +452,23 @@ fn no_matching_response_rules_means_no_response_work() {
 fn attribute_text_decodes_envoy_encodings() {
     use crate::template::AttributeKind::{Boolean, Integer, Text, Unknown};
     use crate::transform::attribute_text;
-    assert_eq!(attribute_text(b"127.0.0.1:80".to_vec(), Text), b"127.0.0.1:80");
-    assert_eq!(attribute_text(443i64.to_le_bytes().to_vec(), Integer), b"443");
+    assert_eq!(
+        attribute_text(b"127.0.0.1:80".to_vec(), Text),
+        b"127.0.0.1:80"
+    );
+    assert_eq!(
+        attribute_text(443i64.to_le_bytes().to_vec(), Integer),
+        b"443"
+    );
     assert_eq!(attribute_text(vec![0], Boolean), b"false");
     assert_eq!(attribute_text(vec![1, 0], Boolean), b"");
     assert_eq!(attribute_text(b"443".to_vec(), Integer), b"");
     // Known text of 8 bytes with a control character stays text (the write
     // refuses and counts it); unknown, it would be taken for an integer.
-    assert_eq!(attribute_text(b"abc\x01defg".to_vec(), Text), b"abc\x01defg");
+    assert_eq!(
+        attribute_text(b"abc\x01defg".to_vec(), Text),
+        b"abc\x01defg"
+    );
     assert_eq!(attribute_text(b"a\r\nb".to_vec(), Text), b"a\r\nb");
     // Unknown kinds are guessed.
     assert_eq!(attribute_text(b"plain".to_vec(), Unknown), b"plain");

@@ -589,9 +589,13 @@ pub fn attribute_text(raw: Vec<u8>, kind: AttributeKind) -> Vec<u8> {
             if printable {
                 return raw;
             }
-            integer(&raw)
-                .or_else(|| boolean(&raw))
-                .unwrap_or_else(|| if std::str::from_utf8(&raw).is_ok() { raw } else { Vec::new() })
+            integer(&raw).or_else(|| boolean(&raw)).unwrap_or_else(|| {
+                if std::str::from_utf8(&raw).is_ok() {
+                    raw
+                } else {
+                    Vec::new()
+                }
+            })
         }
     }
 }

@@ -204,15 +204,11 @@ impl Worker {
             return self.fetch_failed(source, s, now, &error);
         }
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
-        let token = match endpoint::parse_response(
-            status,
-            &body,
-            &source.token_types,
-            source.expires_in,
-        ) {
-            Ok(token) => token,
-            Err(e) => return self.fetch_failed(source, s, now, &e),
-        };
+        let token =
+            match endpoint::parse_response(status, &body, &source.token_types, source.expires_in) {
+                Ok(token) => token,
+                Err(e) => return self.fetch_failed(source, s, now, &e),
+            };
         let record = TokenRecord::new(
             token.access_token,
             token.expires_in_s,

@@ -108,9 +108,11 @@ impl Rule {
 
 /// Stops at the first verified provider. Without one: passes if one was
 /// `Unverified`, else "missing" only if every token was missing, else the
-/// first real failure.
+/// failure that explains best ([`Denial::relevance`]; the first of equals):
+/// a token of provider B sent where A and B both look fails A with an
+/// unknown key id, and B with what is really wrong with it.
 fn any_of(providers: &[usize], checker: &mut impl Checker) -> (Vec<Verified>, Option<Denial>) {
-    let mut first_failure = None;
+    let mut best_failure: Option<Denial> = None;
     let mut unverified = false;
     for &p in providers {
         match checker.check(p) {
@@ -118,14 +120,19 @@ fn any_of(providers: &[usize], checker: &mut impl Checker) -> (Vec<Verified>, Op
             Outcome::Unverified => unverified = true,
             Outcome::Missing => {}
             Outcome::Failed(d) => {
-                first_failure.get_or_insert(d);
+                if best_failure
+                    .as_ref()
+                    .is_none_or(|best| d.relevance() > best.relevance())
+                {
+                    best_failure = Some(d);
+                }
             }
         }
     }
     if unverified {
         return (Vec::new(), None);
     }
-    let denial = first_failure.unwrap_or_else(|| missing_for(providers));
+    let denial = best_failure.unwrap_or_else(|| missing_for(providers));
     (Vec::new(), Some(denial))
 }
 

@@ -85,6 +85,9 @@ pub struct Denial {
     pub reason: Reason,
     pub provider: Option<usize>,
     message: Cow<'static, str>,
+    /// The token's signature verified with the provider's keys: the
+    /// failure is about this provider's own token.
+    signed: bool,
 }
 
 impl Denial {
@@ -93,6 +96,25 @@ impl Denial {
             reason,
             provider: None,
             message: message.into(),
+            signed: false,
+        }
+    }
+
+    /// Marks a failure found after the signature verified.
+    pub fn signed(mut self) -> Self {
+        self.signed = true;
+        self
+    }
+
+    /// How well this failure explains a denial among several providers':
+    /// a provider whose keys verified the token and whose issuer matched
+    /// it (an expired token, a wrong audience) explains best, then one
+    /// whose keys verified it, then the others.
+    pub fn relevance(&self) -> u8 {
+        match (self.signed, self.reason) {
+            (true, Reason::WrongIssuer) => 1,
+            (true, _) => 2,
+            (false, _) => 0,
         }
     }
 
@@ -308,9 +330,10 @@ pub fn verify(
         ));
     }
 
-    let claims = json_object(&payload).ok_or_else(|| malformed("payload is not a JSON object"))?;
+    let claims =
+        json_object(&payload).ok_or_else(|| malformed("payload is not a JSON object").signed())?;
     let payload = Value::Object(claims);
-    check_claims(&payload, provider, now)?;
+    check_claims(&payload, provider, now).map_err(Denial::signed)?;
     let exp = numeric(&payload, "exp").ok().flatten();
     Ok(Verified {
         provider: provider.index,

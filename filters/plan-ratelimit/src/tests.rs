@@ -188,7 +188,10 @@ fn without_a_provider_the_first_token_in_provider_name_order_counts() {
     let claims: Value =
         serde_json::from_str(r#"{"zeta": {"plan": "z"}, "alpha": {"plan": "a"}, "mid": {}}"#)
             .unwrap();
-    assert_eq!(identity::claim(&claims, None, &["plan".into()]).unwrap(), b"a");
+    assert_eq!(
+        identity::claim(&claims, None, &["plan".into()]).unwrap(),
+        b"a"
+    );
     assert_eq!(
         identity::claim(&claims, Some("zeta"), &["plan".into()]).unwrap(),
         b"z"

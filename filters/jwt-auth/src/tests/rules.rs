@@ -118,6 +118,36 @@ fn any_of_stops_at_the_first_verified_provider() {
 }
 
 #[test]
+fn any_of_reports_the_failure_of_the_provider_the_token_is_for() {
+    let r = rule(Requirement::AnyOf(vec![0, 1, 2]), false, false);
+    let signed = |p: usize, reason: Reason| {
+        Outcome::Failed(Denial::new(reason, "t").signed().for_provider(p))
+    };
+    // Provider 2 issued the token: 0 does not know its key, 1's keys do not
+    // verify it, and 2 finds it expired.
+    let s = &mut Script::new([
+        (0, failed(0, Reason::UnknownKid)),
+        (1, failed(1, Reason::InvalidSignature)),
+        (2, signed(2, Reason::Expired)),
+    ]);
+    assert_eq!(deny_reason(&r.evaluate(s)), (Reason::Expired, Some(2)));
+    // Keys shared by two issuers: the provider whose issuer matched explains.
+    let s = &mut Script::new([
+        (0, signed(0, Reason::WrongIssuer)),
+        (1, signed(1, Reason::WrongAudience)),
+    ]);
+    assert_eq!(
+        deny_reason(&r.evaluate(s)),
+        (Reason::WrongAudience, Some(1))
+    );
+    let s = &mut Script::new([
+        (0, failed(0, Reason::UnknownKid)),
+        (1, signed(1, Reason::WrongIssuer)),
+    ]);
+    assert_eq!(deny_reason(&r.evaluate(s)), (Reason::WrongIssuer, Some(1)));
+}
+
+#[test]
 fn any_of_reports_missing_only_when_every_token_is_missing() {
     let r = rule(Requirement::AnyOf(vec![0, 1, 2]), false, false);
     let mut s = Script::new([]);

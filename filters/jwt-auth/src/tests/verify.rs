@@ -233,6 +233,26 @@ fn payload_must_be_a_json_object_after_the_signature_checks() {
 }
 
 #[test]
+fn failures_after_the_signature_are_the_most_relevant() {
+    let c = one_provider("");
+    let expired = sign(Algorithm::EdDSA, &claims_with(json!({"exp": NOW - 3600})));
+    let wrong_issuer = sign(
+        Algorithm::EdDSA,
+        &claims_with(json!({"iss": "https://other"})),
+    );
+    let forged = forge(
+        r#"{"alg":"EdDSA","kid":"ed25519-1"}"#,
+        "{}",
+        &b64([0u8; 64]),
+    );
+    let relevance = |token: &str| run(&c, token).unwrap_err().relevance();
+    assert_eq!(relevance(&expired), 2);
+    assert_eq!(relevance(&wrong_issuer), 1);
+    assert_eq!(relevance(&forged), 0);
+    assert_eq!(relevance("a.b"), 0);
+}
+
+#[test]
 fn alg_none_and_missing_or_unknown_alg_are_not_allowed() {
     let c = one_provider("");
     let payload = claims().to_string();
