@@ -1103,3 +1103,20 @@ fn any_of_reports_the_failure_of_the_provider_the_token_is_for() {
     assert_denied(&resp, 401, "malformed");
     assert_eq!(echo.request_count(), 0);
 }
+
+#[test]
+fn required_numeric_claims_compare_by_value() {
+    let (envoy, echo) =
+        start_inline(json!({"required_claims": [{"claim": "level", "exact": "3"}]}));
+    for level in [json!(3), json!(3.0), json!([1, 3.0])] {
+        let token = demo_token("alice", json!({ "level": level }));
+        assert_eq!(
+            get_with_token(&envoy, "/a", &token).status,
+            200,
+            "level {level}"
+        );
+    }
+    let token = demo_token("alice", json!({"level": 3.5}));
+    assert_denied(&get_with_token(&envoy, "/a", &token), 403, "claim_mismatch");
+    assert_eq!(echo.request_count(), 3);
+}

@@ -210,7 +210,8 @@ pub struct FromConfig {
 pub struct ClaimConfig {
     /// Claim name, or a dotted path (`realm.roles`).
     pub claim: String,
-    /// The claim (or, for an array, any element) equals this.
+    /// The claim (or, for an array, any element) equals this; a number
+    /// claim by value (`"3"` matches `3.0`).
     pub exact: Option<String>,
     /// The claim (or any element) equals one of these.
     pub any_of: Option<Vec<String>>,

@@ -223,7 +223,8 @@ impl ClaimPath {
 }
 
 /// One `required_claims` entry: the claim must have (or, for arrays, contain)
-/// one of `accepted`. Numbers and booleans compare by their JSON text.
+/// one of `accepted`. Booleans compare by their JSON text, numbers by value
+/// (`1.0` is `"1"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRule {
     pub claim: ClaimPath,
@@ -246,11 +247,24 @@ impl ClaimRule {
         match v {
             Value::String(s) if self.space_delimited => s.split(' ').any(accepted),
             Value::String(s) => accepted(s),
-            Value::Number(n) => accepted(&n.to_string()),
+            Value::Number(n) => {
+                accepted(&n.to_string()) || self.accepted.iter().any(|a| same_number(n, a))
+            }
             Value::Bool(b) => accepted(if *b { "true" } else { "false" }),
             _ => false,
         }
     }
+}
+
+/// Whether `text` is the number `n` (`1` and `1.0`, `1e3` and `1000`),
+/// where both are exact as doubles: integers below 2^53 and the fractions
+/// doubles hold. Larger integers compare by their text only.
+fn same_number(n: &serde_json::Number, text: &str) -> bool {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    let (Some(value), Ok(wanted)) = (n.as_f64(), text.parse::<f64>()) else {
+        return false;
+    };
+    value.is_finite() && value.abs() < EXACT && wanted.abs() < EXACT && value == wanted
 }
 
 fn b64(segment: &[u8]) -> Option<Vec<u8>> {

@@ -644,6 +644,8 @@ fn required_claims() {
     mismatch(json!({"realm": {"roles": []}}));
     mismatch(json!({"realm": ["admin"]}));
     mismatch(json!({"https://example.com/level": 2}));
+    mismatch(json!({"https://example.com/level": 3.5}));
+    mismatch(json!({"https://example.com/level": 30}));
     mismatch(json!({"email_verified": "yes"}));
     let d = mismatch(json!({"tenant": null}));
     assert_eq!(d.message(), "claim 'tenant' does not match the requirement");
@@ -654,6 +656,26 @@ fn required_claims() {
         "realm": {"roles": "admin"}, "https://example.com/level": "3", "email_verified": "true",
     })));
     assert!(run(&c, &token).is_ok());
+
+    // Numbers compare by value: 3.0 and 3e0 are 3.
+    for level in [json!(3.0), json!(3e0), json!([1, 3.0])] {
+        let token = ed_claims(&claims_with(json!({
+            "scope": "api:read", "tenant": "acme", "realm": {"roles": ["admin"]},
+            "https://example.com/level": level, "email_verified": true,
+        })));
+        assert!(run(&c, &token).is_ok(), "level {level}");
+    }
+}
+
+#[test]
+fn numbers_beyond_doubles_compare_by_text() {
+    let c = one_provider(r#","required_claims":[{"claim":"id","exact":"9007199254740993"}]"#);
+    let claims = |id: Value| ed_claims(&claims_with(json!({ "id": id })));
+    assert!(run(&c, &claims(json!(9_007_199_254_740_993u64))).is_ok());
+    assert_eq!(
+        reason(&c, &claims(json!(9_007_199_254_740_992u64))),
+        Reason::ClaimMismatch
+    );
 }
 
 #[test]
