@@ -1120,3 +1120,26 @@ fn required_numeric_claims_compare_by_value() {
     assert_denied(&get_with_token(&envoy, "/a", &token), 403, "claim_mismatch");
     assert_eq!(echo.request_count(), 3);
 }
+
+#[test]
+fn an_empty_claim_array_writes_no_header() {
+    let (envoy, echo) =
+        start_inline(json!({"claims_to_headers": [{"claim": "roles", "header": "x-jwt-roles"}]}));
+    let token = demo_token("alice", json!({"roles": ["a", "b"]}));
+    assert_eq!(get_with_token(&envoy, "/a", &token).status, 200);
+    let got = echo.last_request().unwrap();
+    assert_eq!(got.header("x-jwt-roles").as_deref(), Some("a,b"));
+    let token = demo_token("alice", json!({"roles": []}));
+    let resp = envoy
+        .req("GET", "/a")
+        .header("authorization", bearer(&token))
+        .header("x-jwt-roles", "forged")
+        .send();
+    assert_eq!(resp.status, 200);
+    let got = echo.last_request().unwrap();
+    assert_eq!(
+        got.header("x-jwt-roles"),
+        None,
+        "neither empty nor the client's copy"
+    );
+}

@@ -86,21 +86,23 @@ pub fn apply(compiled: &Compiled, verified: &[Verified], headers: &mut HeaderLis
 }
 
 /// A claim as header text: strings as they are, numbers and booleans as JSON
-/// text, arrays joined by `separator`, objects as compact JSON; `null` is absent.
+/// text, arrays joined by `separator`, objects as compact JSON; `null` and an
+/// array with no element but `null` are absent (no header, rather than an
+/// empty one).
 fn header_text(value: &Value, separator: &str) -> Option<String> {
     match value {
         Value::Null => None,
-        Value::Array(items) => Some(
-            items
+        Value::Array(items) => {
+            let texts: Vec<String> = items
                 .iter()
                 .filter_map(|item| match item {
                     Value::Null => None,
                     Value::String(s) => Some(s.clone()),
                     other => Some(other.to_string()),
                 })
-                .collect::<Vec<_>>()
-                .join(separator),
-        ),
+                .collect();
+            (!texts.is_empty()).then(|| texts.join(separator))
+        }
         Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }

@@ -79,6 +79,18 @@ fn claims_become_headers() {
 }
 
 #[test]
+fn an_empty_claim_array_writes_no_header() {
+    let c = config("");
+    for roles in [json!([]), json!([null])] {
+        let mut h = request(&[]);
+        let v = verified_with(json!({"sub": "alice", "realm": {"roles": roles}}));
+        apply(&c, &[v], &mut h);
+        assert!(!h.contains("x-jwt-roles"), "{roles}");
+        assert_eq!(get(&h, "x-jwt-sub").as_deref(), Some("alice"));
+    }
+}
+
+#[test]
 fn unsafe_or_oversized_values_are_skipped_and_reported() {
     let c = config("");
     let mut h = request(&[]);
