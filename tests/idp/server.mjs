@@ -16,7 +16,7 @@
 // Test-only admin endpoints (refused unless the peer is loopback):
 //   POST /admin/rotate           new signing key becomes active; old ones stay published
 //   POST /admin/remove-old       publish only the active key
-//   POST /admin/jwks-mode        body: ok | down | garbage | huge | wrong-types | slow:<ms>
+//   POST /admin/jwks-mode        body: ok | down | garbage | huge | wrong-types | slow:<ms> | stale:<ms>
 //   POST /admin/token-mode       body: ok | down | reject | slow:<ms>
 //   GET  /admin/stats            request counters, modes and keys
 //   POST /admin/reset-stats      zero the counters
@@ -152,6 +152,13 @@ async function testHooks(ctx, next) {
     }
     if (mode === 'huge') return json(ctx, 200, hugeJwks());
     if (mode === 'wrong-types') return json(ctx, 200, wrongTypesJwks());
+    if (mode.startsWith('stale:')) {
+      // The keys published now, sent after a delay: a fetch in flight misses
+      // a key published meanwhile.
+      await next();
+      await new Promise((r) => setTimeout(r, Number(mode.slice(6))));
+      return undefined;
+    }
     return next(); // ok and slow:<ms>: oidc-provider serves the published keys
   }
 
@@ -198,7 +205,7 @@ async function admin(ctx) {
       buildProvider(provider.issuer);
       return json(ctx, 200, { active_kid: activeKid(), published_kids: published });
     case 'POST /admin/jwks-mode':
-      if (!/^(ok|down|garbage|huge|wrong-types|slow:\d+)$/.test(body)) return json(ctx, 400, { error: `unknown jwks mode ${body}` });
+      if (!/^(ok|down|garbage|huge|wrong-types|slow:\d+|stale:\d+)$/.test(body)) return json(ctx, 400, { error: `unknown jwks mode ${body}` });
       state.jwksMode = body;
       return json(ctx, 200, { jwks_mode: body });
     case 'POST /admin/token-mode':

@@ -346,7 +346,8 @@ impl Idp {
     /// `garbage` (200, not JSON), `huge` (200, the real keys followed by
     /// ~3.7 MB of filler keys), `wrong-types` (200: entries of wrong JSON
     /// types, and each real key followed by a different key with the same
-    /// `kid`), or `slow:<ms>` (the real JWKS after a delay).
+    /// `kid`), `slow:<ms>` (the real JWKS after a delay) or `stale:<ms>` (the
+    /// keys published when the request arrived, sent after a delay).
     pub fn set_jwks_mode(&self, mode: &str) {
         self.admin("/admin/jwks-mode", mode);
     }

@@ -1143,3 +1143,43 @@ fn an_empty_claim_array_writes_no_header() {
         "neither empty nor the client's copy"
     );
 }
+
+#[test]
+fn a_new_kid_seen_during_a_refresh_waits_for_a_fetch_that_started_after_it() {
+    // Keys are refreshed every ~1.8 s, and each fetch answers with the keys
+    // published when it arrived, 1.5 s later. A key published while a refresh
+    // is in flight is not in that refresh's answer: the request carrying it
+    // must wait for the next fetch, not be decided with the stale answer.
+    let idp = Idp::start();
+    let echo = EchoUpstream::start("echo");
+    let config = json!({
+        "providers": [{
+            "name": "idp", "issuer": idp.issuer(), "audiences": ["api://default"],
+            "jwks": {"remote": {"cluster": "idp", "path": idp.jwks_path(), "timeout_ms": 3000,
+                                 "cache_duration_s": 2, "refetch_cooldown_s": 60}}
+        }],
+        "rules": [{"match": {}, "requires": {"provider": "idp"}}]
+    });
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18100, idp.port())
+        .plugin_config(&config.to_string())
+        .start();
+    let old_token = idp.token("svc-a", "svc-a-secret");
+    assert_eq!(get_with_token(&envoy, "/a", &old_token).status, 200);
+    idp.set_jwks_mode("stale:1500");
+    // Wait for a refresh to reach the IdP, then publish a key it will miss.
+    let fetches = idp.stats()["jwks_fetches"].as_u64().unwrap();
+    let started = pwf_tests::wait_until(Duration::from_secs(5), || {
+        idp.stats()["jwks_fetches"].as_u64().unwrap() > fetches
+    });
+    assert!(started, "a refresh reached the IdP");
+    idp.rotate();
+    let new_token = idp.token("svc-a", "svc-a-secret");
+    let resp = get_with_token(&envoy, "/b", &new_token);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        idp.stats()["jwks_fetches"].as_u64().unwrap() >= fetches + 2,
+        "the refresh in flight, then a fetch for the new key"
+    );
+}

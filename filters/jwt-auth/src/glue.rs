@@ -113,8 +113,20 @@ struct WaitingFor {
     headers: HeaderList,
     /// `headers` holds only the headers read one by one ([`Access::Single`]).
     single: bool,
-    /// (provider, key version when held, failures when held)
-    providers: Vec<(usize, Option<u64>, u32)>,
+    providers: Vec<Wait>,
+}
+
+/// One provider a held request waits on.
+struct Wait {
+    provider: usize,
+    /// Key version (the start time of the fetch that got them) when held.
+    version: Option<u64>,
+    /// Failed fetches in a row when held.
+    failures: u32,
+    /// For an unknown-`kid` refetch: the time it was requested. Keys from a
+    /// fetch that started before then may predate the key, so they do not
+    /// end the wait (another fetch follows, see `Status::after_success`).
+    refetch_requested_ms: Option<u64>,
 }
 
 pub struct Worker {
@@ -288,13 +300,13 @@ impl Worker {
             Err(e) => return self.fetch_failed(r, now, &format!("unusable JWKS: {e}")),
         };
         if HostStore
-            .set(&r.keys_key, &remote::encode_keys(now, &body), None)
+            .set(&r.keys_key, &remote::encode_keys(started, &body), None)
             .is_err()
         {
             return self.fetch_failed(r, now, "cannot store the keys in shared data");
         }
         let _ = shared_data::update(&HostStore, &r.status_key, 4, |current| {
-            Update::Write(Status::decode(current).after_success().encode(), ())
+            Update::Write(Status::decode(current).after_success(started).encode(), ())
         });
         let _ = Lease::release(&HostStore, &r.lease_key, self.owner_id);
         self.metrics.jwks_fetch_ok.inc();
@@ -304,7 +316,7 @@ impl Worker {
             keys.len()
         );
         r.keys = Some(Rc::new(keys));
-        r.version = Some(now);
+        r.version = Some(started);
     }
 
     /// The request headers this configuration needs, and whether they were
@@ -346,9 +358,9 @@ impl Worker {
         // An unknown kid matters only if the request is denied: with `any_of`,
         // another provider may have verified the token already.
         if may_hold && matches!(evaluation.decision, Decision::Deny(_)) {
-            let refetch: Vec<usize> = evaluation
+            let refetch: Vec<(usize, Option<u64>)> = evaluation
                 .unknown_kid_providers()
-                .filter(|&p| self.request_refetch(p, now))
+                .filter_map(|p| Some((p, Some(self.request_refetch(p, now)?))))
                 .collect();
             // With the held list full, the refetch still runs for later
             // requests, and this one is decided now.
@@ -437,7 +449,7 @@ impl Worker {
         if self.held.borrow().is_full() {
             return None;
         }
-        let waiting: Vec<usize> = self
+        let waiting: Vec<(usize, Option<u64>)> = self
             .compiled
             .providers_needing_keys(headers)
             .into_iter()
@@ -447,25 +459,26 @@ impl Worker {
                         .remote_policy(p)
                         .is_some_and(|(_, status_key)| read_status(&status_key).failures == 0)
             })
+            .map(|p| (p, None))
             .collect();
         (!waiting.is_empty()).then(|| self.hold(context_id, headers.clone(), single, &waiting, now))
     }
 
-    /// Asks for an unknown-`kid` refetch across workers; false during the cooldown.
-    fn request_refetch(&self, provider: usize, now: u64) -> bool {
-        let Some((policy, status_key)) = self.remote_policy(provider) else {
-            return false;
-        };
+    /// Asks for an unknown-`kid` refetch across workers, or joins the one
+    /// pending: the time it was requested. `None` during the cooldown.
+    fn request_refetch(&self, provider: usize, now: u64) -> Option<u64> {
+        let (policy, status_key) = self.remote_policy(provider)?;
         shared_data::update(
             &HostStore,
             &status_key,
             4,
             |current| match Status::decode(current).request_refetch(&policy, now) {
-                Some(next) => Update::Write(next.encode(), true),
-                None => Update::Keep(false),
+                Some(next) => Update::Write(next.encode(), Some(next.refetch_requested_ms)),
+                None => Update::Keep(None),
             },
         )
-        .unwrap_or(false)
+        .ok()
+        .flatten()
     }
 
     fn hold(
@@ -473,22 +486,27 @@ impl Worker {
         context_id: u32,
         headers: HeaderList,
         single: bool,
-        providers: &[usize],
+        providers: &[(usize, Option<u64>)],
         now: u64,
     ) -> Action {
         let mut deadline_ms = now;
         let mut waiting_on = Vec::with_capacity(providers.len());
-        for r in self
-            .remote
-            .borrow()
-            .iter()
-            .filter(|r| providers.contains(&r.provider))
-        {
-            deadline_ms = deadline_ms.max(
-                now.saturating_add(r.policy.lease_ms())
-                    .saturating_add(TICK.as_millis() as u64),
-            );
-            waiting_on.push((r.provider, r.version, read_status(&r.status_key).failures));
+        for r in self.remote.borrow().iter() {
+            let Some(&(_, refetch_requested_ms)) = providers.iter().find(|(p, _)| *p == r.provider)
+            else {
+                continue;
+            };
+            // A refetch may need two fetches: the one in flight, then its own.
+            let fetches = if refetch_requested_ms.is_some() { 2 } else { 1 };
+            deadline_ms = deadline_ms.max(now.saturating_add(
+                (r.policy.lease_ms() + TICK.as_millis() as u64).saturating_mul(fetches),
+            ));
+            waiting_on.push(Wait {
+                provider: r.provider,
+                version: r.version,
+                failures: read_status(&r.status_key).failures,
+                refetch_requested_ms,
+            });
         }
         let waiting_for = WaitingFor {
             headers,
@@ -538,10 +556,16 @@ impl Worker {
 
     fn wait_over(&self, waiting: &WaitingFor) -> bool {
         let remote = self.remote.borrow();
-        waiting.providers.iter().all(|(p, version, failures)| {
-            remote.iter().find(|r| r.provider == *p).is_none_or(|r| {
-                r.version != *version || read_status(&r.status_key).failures > *failures
-            })
+        waiting.providers.iter().all(|w| {
+            remote
+                .iter()
+                .find(|r| r.provider == w.provider)
+                .is_none_or(|r| {
+                    let new_keys = r.version != w.version
+                        && w.refetch_requested_ms
+                            .is_none_or(|asked| r.version.is_some_and(|v| v >= asked));
+                    new_keys || read_status(&r.status_key).failures > w.failures
+                })
         })
     }
 }

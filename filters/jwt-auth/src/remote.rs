@@ -101,11 +101,18 @@ impl Status {
         }
     }
 
-    pub fn after_success(self) -> Status {
+    /// After a fetch that started at `started_ms` succeeded. A refetch
+    /// requested after that stays pending: the response may predate the key
+    /// the request was looking for, so another fetch follows at once.
+    pub fn after_success(self, started_ms: u64) -> Status {
         Status {
             failures: 0,
             next_attempt_ms: 0,
-            refetch_requested_ms: 0,
+            refetch_requested_ms: if self.refetch_requested_ms > started_ms {
+                self.refetch_requested_ms
+            } else {
+                0
+            },
             last_refetch_ms: self.last_refetch_ms,
         }
     }
@@ -236,7 +243,7 @@ mod tests {
         assert_eq!(s.next_attempt_ms, 11_000);
         assert_eq!(fetch_due(&p, None, &s, 10_999), None, "backing off");
         assert_eq!(fetch_due(&p, None, &s, 11_000), Some(FetchReason::Initial));
-        assert_eq!(s.after_success(), Status::default());
+        assert_eq!(s.after_success(10_000), Status::default());
     }
 
     #[test]
@@ -252,10 +259,27 @@ mod tests {
             Some(s),
             "joins the pending refetch"
         );
-        let done = s.after_success();
+        let done = s.after_success(100_000);
         assert_eq!(done.refetch_requested_ms, 0);
         assert_eq!(done.request_refetch(&p, 129_999), None, "cooldown");
         assert!(done.request_refetch(&p, 130_000).is_some());
+    }
+
+    #[test]
+    fn a_refetch_requested_during_a_fetch_outlives_it() {
+        let p = policy();
+        // A refresh started at 100_000; a token with a new kid arrived at 100_200.
+        let s = Status::default().request_refetch(&p, 100_200).unwrap();
+        let done = s.after_success(100_000);
+        assert_eq!(done.refetch_requested_ms, 100_200, "still pending");
+        assert_eq!(
+            fetch_due(&p, Some(100_400), &done, 100_400),
+            Some(FetchReason::UnknownKid),
+            "another fetch follows at once"
+        );
+        let second = done.after_success(100_400);
+        assert_eq!(second.refetch_requested_ms, 0);
+        assert_eq!(second.request_refetch(&p, 100_500), None, "cooldown");
     }
 
     #[test]
