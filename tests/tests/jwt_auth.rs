@@ -1183,3 +1183,33 @@ fn a_new_kid_seen_during_a_refresh_waits_for_a_fetch_that_started_after_it() {
         "the refresh in flight, then a fetch for the new key"
     );
 }
+
+#[test]
+fn a_token_without_kid_is_checked_against_at_most_eight_keys() {
+    let ed25519 = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
+                         "x": "r0W2QyKBfPcZotfmTjnmXA1MuilSgOCBMHewL_GKNwA"});
+    let decoy = |i: u8| {
+        let x = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [i; 32]);
+        json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": x})
+    };
+    let claims = demo_claims("alice", json!({}));
+    let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+    header.kid = None;
+    let token = jsonwebtoken::encode(&header, &claims, &TestKey::Ed25519.encoding_key()).unwrap();
+    for (decoys, status) in [(7u8, 200), (8, 401)] {
+        let mut keys: Vec<Value> = (1..=decoys).map(decoy).collect();
+        keys.push(ed25519.clone());
+        let (envoy, _echo) = start_inline(json!({"jwks": {"inline": {"keys": keys}},
+                                                 "algorithms": ["EdDSA"]}));
+        let resp = get_with_token(&envoy, "/a", &token);
+        assert_eq!(
+            resp.status,
+            status,
+            "{decoys} keys before the right one: {}",
+            resp.text()
+        );
+        if status == 401 {
+            assert_denied(&resp, 401, "invalid_signature");
+        }
+    }
+}

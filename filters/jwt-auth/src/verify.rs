@@ -271,6 +271,10 @@ fn b64(segment: &[u8]) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(segment).ok()
 }
 
+/// Keys a token without a usable `kid` is checked against, at most (the
+/// first ones of the JWKS that fit its algorithm).
+pub const MAX_KEYS_TRIED: usize = 8;
+
 /// Verifies `token` for `provider` with `keys` at unix time `now`.
 pub fn verify(
     token: &[u8],
@@ -313,7 +317,14 @@ pub fn verify(
     }
 
     let candidates: Vec<&Key> = match header.get("kid") {
-        None => keys.keys().iter().filter(|k| k.accepts(alg)).collect(),
+        // Bounded: each try is a signature check, and a JWKS may hold
+        // hundreds of keys, so a forged token must not cost that many.
+        None => keys
+            .keys()
+            .iter()
+            .filter(|k| k.accepts(alg))
+            .take(MAX_KEYS_TRIED)
+            .collect(),
         // The key with that kid; without one, keys that have no kid (an
         // inline secret, a JWKS entry without `kid`), as jwt_authn does.
         Some(Value::String(kid)) => match keys.by_kid(kid) {
@@ -322,6 +333,7 @@ pub fn verify(
                 .keys()
                 .iter()
                 .filter(|k| k.kid.is_none() && k.accepts(alg))
+                .take(MAX_KEYS_TRIED)
                 .collect(),
         },
         Some(_) => return Err(malformed("kid is not a string")),

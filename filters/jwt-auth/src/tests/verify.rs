@@ -142,6 +142,34 @@ fn tokens_without_kid_try_every_compatible_key() {
 }
 
 #[test]
+fn a_token_without_kid_is_checked_against_at_most_eight_keys() {
+    use crate::verify::MAX_KEYS_TRIED;
+    let real = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
+                      "x": "r0W2QyKBfPcZotfmTjnmXA1MuilSgOCBMHewL_GKNwA"});
+    let other = |i: u8| json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": b64([i; 32])});
+    let provider = |keys: Vec<Value>| {
+        compile(&format!(
+            r#"{{"providers":[{{"name":"idp","issuer":"{ISS}","audiences":["api"],"jwks":{{"inline":{}}}}}]}}"#,
+            json!({ "keys": keys })
+        ))
+    };
+    let (key, _) = signing_key(Algorithm::EdDSA);
+    let token = sign_with(&Header::new(Algorithm::EdDSA), &claims(), &key);
+    let mut keys: Vec<Value> = (1..=MAX_KEYS_TRIED as u8 - 1).map(other).collect();
+    keys.push(real.clone());
+    assert!(
+        run(&provider(keys.clone()), &token).is_ok(),
+        "the 8th key is tried"
+    );
+    keys.insert(0, other(99));
+    assert_eq!(
+        reason(&provider(keys), &token),
+        Reason::InvalidSignature,
+        "the 9th is not"
+    );
+}
+
+#[test]
 fn oversized_token_is_refused_before_parsing() {
     let c = one_provider(r#","max_token_bytes":64"#);
     assert_eq!(reason(&c, &"x".repeat(65)), Reason::TokenTooLarge);
