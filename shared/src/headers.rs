@@ -299,6 +299,24 @@ pub fn header_name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Headers that frame the body. Envoy's codec writes them for the body it
+/// sends; a filter that set or removed one could make the framing disagree
+/// with the body (request smuggling upstream).
+pub const FRAMING_HEADERS: [&str; 2] = ["content-length", "transfer-encoding"];
+
+/// Envoy's router finds no route for a request without this header (it
+/// answers 404), so filters must not remove it.
+pub const ROUTING_HEADER: &str = "x-forwarded-proto";
+
+/// Whether removing `name` from a request breaks it: pseudo-headers, `host`,
+/// framing headers and the routing header.
+pub fn is_unremovable(name: &str) -> bool {
+    name.starts_with(':')
+        || name == "host"
+        || FRAMING_HEADERS.contains(&name)
+        || name == ROUTING_HEADER
+}
+
 /// Headers a filter's own outputs may not write, nor strip from clients:
 /// the host, cookies, message framing, hop-by-hop headers and the
 /// `x-forwarded-proto` Envoy's router needs.

@@ -213,6 +213,8 @@ fn templates_read_request_attributes_env_and_time() {
            {"set":{"header":"x-t-port","value":"${attr.destination.port}"}},
            {"set":{"header":"x-t-mtls","value":"${attr.connection.mtls}"}},
            {"set":{"header":"x-t-request-time","value":"${attr.request.time}"}},
+           {"set":{"header":"x-t-headers-bytes","value":"${attr.request.headers_bytes}"}},
+           {"set":{"header":"x-t-tabbed","value":"${attr.request.headers.x-tabbed}"}},
            {"set":{"header":"x-t-env","value":"${env.REGION}/${env.NOT_SET:-none}"}},
            {"set":{"header":"x-t-time","value":"${time.unix}"}},
            {"set":{"header":"x-t-rfc","value":"${time.rfc3339}"}},
@@ -227,6 +229,7 @@ fn templates_read_request_attributes_env_and_time() {
         .envoy
         .req("POST", "/t/p?name=J%C3%BCrgen%20K")
         .header("x-in", "in")
+        .header("x-tabbed", "ab\tc\tdef")
         .header("host", "api.test:8443")
         .body("x")
         .send();
@@ -261,6 +264,13 @@ fn templates_read_request_attributes_env_and_time() {
     assert!(
         (before * 1_000_000_000..=(after + 1) * 1_000_000_000).contains(&request_time_ns),
         "request.time {request_time_ns} ns not within {before}..={after} s"
+    );
+    let headers_bytes: u64 = h("x-t-headers-bytes").parse().expect("an integer");
+    assert!(headers_bytes > 50, "request.headers_bytes {headers_bytes}");
+    assert_eq!(
+        h("x-t-tabbed"),
+        "ab\tc\tdef",
+        "a header's value is text, even 8 bytes with tabs"
     );
     assert_eq!(h("x-t-env"), "eu-demo-1/none");
     let t: u64 = h("x-t-time").parse().expect("unix time");

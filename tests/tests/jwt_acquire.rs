@@ -461,6 +461,14 @@ fn bad_configs_fail_envoy_validation_naming_the_field() {
             one_source(json!({"refresh": {"at_fraction": 0}})),
             "sources[0].refresh.at_fraction: must be greater than 0 and at most 1",
         ),
+        (
+            one_source(json!({"inject": {"strip": ["x-forwarded-proto"]}})),
+            "sources[0].inject.strip[0]: 'x-forwarded-proto' cannot be stripped",
+        ),
+        (
+            one_source(json!({"max_expires_in_s": 0})),
+            "sources[0].max_expires_in_s: must be 1 to 31536000",
+        ),
     ];
     for (config, expected) in cases {
         let result = Envoy::builder(CONFIG).plugin_config(&config).validate();

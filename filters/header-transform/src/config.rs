@@ -3,7 +3,7 @@
 
 use crate::template::{self, Captures, Phase, Template};
 use crate::transform::{Engine, NameSelector, Op, RuleSet, Target};
-use pwf_shared::headers::header_name_problem;
+use pwf_shared::headers::{header_name_problem, FRAMING_HEADERS, ROUTING_HEADER};
 use pwf_shared::matcher::{compile_regex, RequestMatch};
 use pwf_shared::{ConfigError, FieldPath};
 use serde::Deserialize;
@@ -370,18 +370,9 @@ fn target(
     }
 }
 
-/// Headers that frame the body. Envoy's codec writes them for the body it
-/// sends; a rule that set or removed one could make the framing disagree
-/// with the body (request smuggling upstream), so rules may only read them.
-/// Prefix and regex removals pass over them.
-pub const FRAMING_HEADERS: [&str; 2] = ["content-length", "transfer-encoding"];
-
-/// Envoy's router finds no route for a request without this header (it
-/// answers 404), so request rules may set it but not remove it.
-const ROUTING_HEADER: &str = "x-forwarded-proto";
-
 /// Whether prefix and regex removal pass over `name`: pseudo-headers,
-/// framing headers and the routing header.
+/// framing headers (Envoy's codec writes them for the body it sends) and
+/// the routing header (Envoy's router needs it).
 pub fn kept_by_bulk_remove(name: &str) -> bool {
     name.starts_with(':') || FRAMING_HEADERS.contains(&name) || name == ROUTING_HEADER
 }

@@ -63,6 +63,8 @@ const INTEGER_ATTRIBUTES: &[&str] = &[
     "request.duration",
     "request.size",
     "request.total_size",
+    "request.headers_bytes",
+    "response.headers_bytes",
     "response.code",
     "response.flags",
     "response.grpc_status",
@@ -75,7 +77,10 @@ const INTEGER_ATTRIBUTES: &[&str] = &[
     "upstream.port",
     "upstream.request_attempt_count",
     "upstream.cx_pool_ready_duration",
-    "xds.listener_direction",
+    "upstream.num_endpoints",
+    // Envoy's Wasm-only properties.
+    "connection_id",
+    "listener_direction",
 ];
 const BOOLEAN_ATTRIBUTES: &[&str] = &["connection.mtls"];
 /// The top-level names of Envoy's attributes; an attribute under one of
@@ -88,7 +93,8 @@ const TEXT_ROOTS: &[&str] = &[
     "connection",
     "upstream",
 ];
-/// Attributes under those roots that are maps, not text.
+/// Attributes under those roots that are maps (of header values, which
+/// are text), not text themselves.
 const MAP_ATTRIBUTES: &[&str] = &[
     "request.headers",
     "response.headers",
@@ -97,18 +103,24 @@ const MAP_ATTRIBUTES: &[&str] = &[
 ];
 
 fn attribute_kind(path: &str) -> AttributeKind {
-    let root = path.split('.').next().unwrap_or_default();
+    let mut segments = path.splitn(3, '.');
+    let (root, second, rest) = (segments.next(), segments.next(), segments.next());
     if INTEGER_ATTRIBUTES.contains(&path) {
         AttributeKind::Integer
     } else if BOOLEAN_ATTRIBUTES.contains(&path) {
         AttributeKind::Boolean
-    } else if TEXT_ROOTS.contains(&root)
-        && path.matches('.').count() == 1
-        && !MAP_ATTRIBUTES.contains(&path)
-    {
-        AttributeKind::Text
     } else {
-        AttributeKind::Unknown
+        match (root, second, rest) {
+            // One header's value: `request.headers.x-user`.
+            (Some("request"), Some("headers"), Some(_))
+            | (Some("response"), Some("headers" | "trailers"), Some(_)) => AttributeKind::Text,
+            (Some(root), Some(_), None)
+                if TEXT_ROOTS.contains(&root) && !MAP_ATTRIBUTES.contains(&path) =>
+            {
+                AttributeKind::Text
+            }
+            _ => AttributeKind::Unknown,
+        }
     }
 }
 

@@ -472,6 +472,10 @@ fn attribute_text_decodes_envoy_encodings() {
     assert_eq!(attribute_text(b"a\r\nb".to_vec(), Text), b"a\r\nb");
     // Unknown kinds are guessed.
     assert_eq!(attribute_text(b"plain".to_vec(), Unknown), b"plain");
+    assert_eq!(
+        attribute_text(b"ab\tc\tde\t".to_vec(), Unknown),
+        b"ab\tc\tde\t"
+    );
     assert_eq!(attribute_text(7i64.to_le_bytes().to_vec(), Unknown), b"7");
     assert_eq!(attribute_text(vec![1], Unknown), b"true");
     assert_eq!(attribute_text(vec![0xff, 0xfe], Unknown), b"");
@@ -503,6 +507,11 @@ fn attribute_kinds_follow_envoys_table() {
     assert_eq!(kind("destination.port"), AttributeKind::Integer);
     assert_eq!(kind("request.time"), AttributeKind::Integer);
     assert_eq!(kind("connection.mtls"), AttributeKind::Boolean);
+    assert_eq!(kind("request.headers_bytes"), AttributeKind::Integer);
+    assert_eq!(kind("upstream.num_endpoints"), AttributeKind::Integer);
+    assert_eq!(kind("connection_id"), AttributeKind::Integer);
+    assert_eq!(kind("request.headers.x-tabbed"), AttributeKind::Text);
+    assert_eq!(kind("response.trailers.grpc-status"), AttributeKind::Text);
     assert_eq!(kind("request.headers"), AttributeKind::Unknown);
     assert_eq!(kind("metadata.filter_metadata"), AttributeKind::Unknown);
     assert_eq!(kind("xds.cluster_name"), AttributeKind::Unknown);

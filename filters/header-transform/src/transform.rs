@@ -584,7 +584,9 @@ pub fn attribute_text(raw: Vec<u8>, kind: AttributeKind) -> Vec<u8> {
         AttributeKind::Integer => integer(&raw).unwrap_or_default(),
         AttributeKind::Boolean => boolean(&raw).unwrap_or_default(),
         AttributeKind::Unknown => {
-            let printable = raw.iter().all(|&b| (0x20..0x7f).contains(&b) || b >= 0x80)
+            let printable = raw
+                .iter()
+                .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t' || b >= 0x80)
                 && std::str::from_utf8(&raw).is_ok();
             if printable {
                 return raw;

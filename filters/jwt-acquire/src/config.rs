@@ -5,7 +5,7 @@
 use crate::endpoint::{self, ExpiresIn, TokenRequest};
 use crate::schedule::Refresh;
 use pwf_shared::backoff::Backoff;
-use pwf_shared::headers::{header_name_problem, value_problem};
+use pwf_shared::headers::{header_name_problem, is_reserved_output, is_unremovable, value_problem};
 use pwf_shared::matcher::{RequestMatch, RequestMatcher};
 use pwf_shared::secret::{EnvLookup, SecretSource};
 use pwf_shared::{ConfigError, FieldPath};
@@ -468,9 +468,9 @@ fn compile_inject(i: &InjectConfig, path: &FieldPath) -> Result<Inject, ConfigEr
             .field("header")
             .error(format!("'{}': {problem}", i.header)));
     }
-    if header.starts_with(':') || header == "host" {
+    if is_reserved_output(&header) {
         return Err(path.field("header").error(format!(
-            "'{}': pseudo-headers and host cannot carry a token",
+            "'{}' cannot carry a token: it is a pseudo-header, host, cookie, framing, hop-by-hop or routing header",
             i.header
         )));
     }
@@ -486,9 +486,9 @@ fn compile_inject(i: &InjectConfig, path: &FieldPath) -> Result<Inject, ConfigEr
                 .index(n)
                 .error(format!("'{name}': {problem}")));
         }
-        if lower.starts_with(':') || lower == "host" {
+        if is_unremovable(&lower) {
             return Err(path.field("strip").index(n).error(format!(
-                "'{name}': pseudo-headers and host cannot be stripped"
+                "'{name}' cannot be stripped: pseudo-headers, host, content-length, transfer-encoding and x-forwarded-proto are needed by Envoy"
             )));
         }
         if lower == header && i.existing == Existing::Keep {

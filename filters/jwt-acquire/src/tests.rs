@@ -276,7 +276,23 @@ fn bad_configs_name_the_field_and_the_reason() {
         ),
         (
             with(minimal(), "/sources/0/inject", json!({"header": ":path"})),
-            "sources[0].inject.header: ':path': pseudo-headers and host cannot carry a token",
+            "sources[0].inject.header: ':path' cannot carry a token: it is a pseudo-header, host, cookie, framing, hop-by-hop or routing header",
+        ),
+        (
+            with(minimal(), "/sources/0/inject", json!({"header": "X-Forwarded-Proto"})),
+            "sources[0].inject.header: 'X-Forwarded-Proto' cannot carry a token: it is a pseudo-header, host, cookie, framing, hop-by-hop or routing header",
+        ),
+        (
+            with(minimal(), "/sources/0/inject", json!({"header": "transfer-encoding"})),
+            "sources[0].inject.header: 'transfer-encoding' cannot carry a token: it is a pseudo-header, host, cookie, framing, hop-by-hop or routing header",
+        ),
+        (
+            with(minimal(), "/sources/0/inject", json!({"strip": ["cookie", "x-forwarded-proto"]})),
+            "sources[0].inject.strip[1]: 'x-forwarded-proto' cannot be stripped: pseudo-headers, host, content-length, transfer-encoding and x-forwarded-proto are needed by Envoy",
+        ),
+        (
+            with(minimal(), "/sources/0/inject", json!({"strip": ["content-length"]})),
+            "sources[0].inject.strip[0]: 'content-length' cannot be stripped: pseudo-headers, host, content-length, transfer-encoding and x-forwarded-proto are needed by Envoy",
         ),
         (
             with(minimal(), "/sources/0/inject", json!({"header": "bad header"})),

@@ -224,7 +224,7 @@ impl ClaimPath {
 
 /// One `required_claims` entry: the claim must have (or, for arrays, contain)
 /// one of `accepted`. Booleans compare by their JSON text, numbers by value
-/// (`1.0` is `"1"`).
+/// where `accepted` holds a plain decimal (`1.0` is `"1"`, see `same_number`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRule {
     pub claim: ClaimPath,
@@ -256,15 +256,38 @@ impl ClaimRule {
     }
 }
 
-/// Whether `text` is the number `n` (`1` and `1.0`, `1e3` and `1000`),
-/// where both are exact as doubles: integers below 2^53 and the fractions
-/// doubles hold. Larger integers compare by their text only.
+/// Whether `text` is the number `n` (`3` and `3.0`). `text` must be a
+/// plain decimal (`-`, digits, an optional fraction; no `+`, no exponent).
+/// An integer compares exactly with an integer claim, whatever its size;
+/// otherwise both compare as doubles, and only when `text` has at most 15
+/// significant digits, so that distinct decimals are distinct doubles
+/// (`3.0000000000000001` is not `3`).
 fn same_number(n: &serde_json::Number, text: &str) -> bool {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    let (Some(value), Ok(wanted)) = (n.as_f64(), text.parse::<f64>()) else {
-        return false;
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((int, frac)) if !frac.is_empty() => (int, frac),
+        Some(_) => return false,
+        None => (unsigned, ""),
     };
-    value.is_finite() && value.abs() < EXACT && wanted.abs() < EXACT && value == wanted
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) {
+        return false;
+    }
+    if frac.is_empty() {
+        if let (Ok(wanted), Some(claim)) = (
+            text.parse::<i128>(),
+            n.as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from)),
+        ) {
+            return wanted == claim;
+        }
+    }
+    let significant = format!("{int}{frac}").trim_start_matches('0').len();
+    match (n.as_f64(), text.parse::<f64>()) {
+        (Some(claim), Ok(wanted)) if significant <= 15 => claim == wanted,
+        _ => false,
+    }
 }
 
 fn b64(segment: &[u8]) -> Option<Vec<u8>> {

@@ -696,6 +696,28 @@ fn required_claims() {
 }
 
 #[test]
+fn only_plain_decimals_compare_as_numbers() {
+    let accepted = |exact: &str, claim: Value| {
+        let c = one_provider(&format!(
+            r#","required_claims":[{{"claim":"n","exact":"{exact}"}}]"#
+        ));
+        run(&c, &ed_claims(&claims_with(json!({ "n": claim })))).is_ok()
+    };
+    assert!(accepted("3", json!(3.0)));
+    assert!(accepted("3.0", json!(3)));
+    assert!(accepted("-2.50", json!(-2.5)));
+    assert!(accepted("0.1", json!(0.1)));
+    assert!(accepted("007", json!(7)));
+    assert!(!accepted("3.0000000000000001", json!(3)));
+    assert!(!accepted("+3", json!(3)));
+    assert!(!accepted("1e-400", json!(0)));
+    assert!(!accepted("3e0", json!(3)));
+    assert!(!accepted("3.", json!(3)));
+    assert!(!accepted(".5", json!(0.5)));
+    assert!(!accepted("inf", json!(1e308)));
+}
+
+#[test]
 fn numbers_beyond_doubles_compare_by_text() {
     let c = one_provider(r#","required_claims":[{"claim":"id","exact":"9007199254740993"}]"#);
     let claims = |id: Value| ed_claims(&claims_with(json!({ "id": id })));
