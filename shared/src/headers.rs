@@ -317,29 +317,24 @@ pub fn is_unremovable(name: &str) -> bool {
         || name == ROUTING_HEADER
 }
 
-/// Headers a filter's own outputs may not write, nor strip from clients:
-/// the host, cookies, message framing, hop-by-hop headers and the
-/// `x-forwarded-proto` Envoy's router needs.
-pub const RESERVED_OUTPUT_HEADERS: &[&str] = &[
-    "host",
-    "cookie",
-    "set-cookie",
-    "content-length",
-    "transfer-encoding",
+/// Headers about the connection, which Envoy's codecs manage (keep-alive,
+/// upgrades, trailers).
+pub const CONNECTION_HEADERS: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
-    // Envoy's router matches no route for a request without it (404).
-    "x-forwarded-proto",
 ];
 
-/// Whether a filter output may write header `name` (pseudo-headers and
-/// [`RESERVED_OUTPUT_HEADERS`] may not).
+/// Whether a filter's own outputs may not write header `name`, nor strip
+/// it from clients: pseudo-headers, the host, cookies, framing and
+/// connection headers, and the routing header.
 pub fn is_reserved_output(name: &str) -> bool {
-    name.starts_with(':') || RESERVED_OUTPUT_HEADERS.contains(&name)
+    matches!(name, "host" | "cookie" | "set-cookie")
+        || is_unremovable(name)
+        || CONNECTION_HEADERS.contains(&name)
 }
 
 /// What [`ValueProblem::ControlCharacter`] says, for config errors.

@@ -763,8 +763,19 @@ fn verified_tokens_are_cached() {
 }
 
 /// jwt-auth with the "idp" provider pointing at a real OpenID provider.
-fn start_with_idp(idp: &Idp, concurrency: u32) -> (Envoy, EchoUpstream) {
+/// Envoy with the plugin configuration `config`, its `idp` cluster pointing at `idp`.
+fn start_with_idp_config(idp: &Idp, config: &Value, concurrency: u32) -> (Envoy, EchoUpstream) {
     let echo = EchoUpstream::start("echo");
+    let envoy = Envoy::builder(CONFIG)
+        .upstream(18000, &echo)
+        .port(18100, idp.port())
+        .plugin_config(&config.to_string())
+        .concurrency(concurrency)
+        .start();
+    (envoy, echo)
+}
+
+fn start_with_idp(idp: &Idp, concurrency: u32) -> (Envoy, EchoUpstream) {
     let config = json!({
         "providers": [{
             "name": "idp", "issuer": idp.issuer(), "audiences": ["api://default"],
@@ -775,13 +786,7 @@ fn start_with_idp(idp: &Idp, concurrency: u32) -> (Envoy, EchoUpstream) {
         }],
         "rules": [{"match": {}, "requires": {"provider": "idp"}}]
     });
-    let envoy = Envoy::builder(CONFIG)
-        .upstream(18000, &echo)
-        .port(18100, idp.port())
-        .plugin_config(&config.to_string())
-        .concurrency(concurrency)
-        .start();
-    (envoy, echo)
+    start_with_idp_config(idp, &config, concurrency)
 }
 
 #[test]
@@ -931,17 +936,12 @@ fn a_client_that_leaves_while_held_does_not_disturb_later_requests() {
     use std::io::Write;
     let idp = Idp::start();
     idp.set_jwks_mode("slow:3000");
-    let echo = EchoUpstream::start("echo");
     let config = json!({
         "providers": [{"name": "idp", "issuer": idp.issuer(),
                        "jwks": {"remote": {"cluster": "idp", "path": idp.jwks_path(), "timeout_ms": 8000}}}],
         "rules": [{"match": {}, "requires": {"provider": "idp"}}]
     });
-    let envoy = Envoy::builder(CONFIG)
-        .upstream(18000, &echo)
-        .port(18100, idp.port())
-        .plugin_config(&config.to_string())
-        .start();
+    let (envoy, echo) = start_with_idp_config(&idp, &config, 2);
     let token = idp.token("svc-a", "svc-a-secret");
 
     let mut client = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
@@ -1038,7 +1038,6 @@ fn an_unknown_kid_refetches_only_when_no_other_provider_verified_the_token() {
     // any_of [demo, idp]: a demo token has a kid the IdP's JWKS lacks, but
     // the demo provider verifies it, so the IdP's JWKS is not refetched.
     let idp = Idp::start();
-    let echo = EchoUpstream::start("echo");
     let config = json!({
         "providers": [
             {"name": "demo", "issuer": DEMO_ISSUER, "audiences": ["api"], "jwks": {"inline": fixture_jwks()}},
@@ -1047,11 +1046,7 @@ fn an_unknown_kid_refetches_only_when_no_other_provider_verified_the_token() {
         ],
         "rules": [{"match": {}, "requires": {"any_of": ["demo", "idp"]}}]
     });
-    let envoy = Envoy::builder(CONFIG)
-        .upstream(18000, &echo)
-        .port(18100, idp.port())
-        .plugin_config(&config.to_string())
-        .start();
+    let (envoy, _echo) = start_with_idp_config(&idp, &config, 2);
     // The first request may wait for the IdP's initial keys.
     let demo = demo_token("alice", json!({}));
     for _ in 0..3 {
@@ -1151,7 +1146,6 @@ fn a_new_kid_seen_during_a_refresh_waits_for_a_fetch_that_started_after_it() {
     // is in flight is not in that refresh's answer: the request carrying it
     // must wait for the next fetch, not be decided with the stale answer.
     let idp = Idp::start();
-    let echo = EchoUpstream::start("echo");
     let config = json!({
         "providers": [{
             "name": "idp", "issuer": idp.issuer(), "audiences": ["api://default"],
@@ -1160,11 +1154,7 @@ fn a_new_kid_seen_during_a_refresh_waits_for_a_fetch_that_started_after_it() {
         }],
         "rules": [{"match": {}, "requires": {"provider": "idp"}}]
     });
-    let envoy = Envoy::builder(CONFIG)
-        .upstream(18000, &echo)
-        .port(18100, idp.port())
-        .plugin_config(&config.to_string())
-        .start();
+    let (envoy, _echo) = start_with_idp_config(&idp, &config, 2);
     let old_token = idp.token("svc-a", "svc-a-secret");
     assert_eq!(get_with_token(&envoy, "/a", &old_token).status, 200);
     idp.set_jwks_mode("stale:1500");

@@ -3,7 +3,9 @@
 
 use crate::template::{self, Captures, Phase, Template};
 use crate::transform::{Engine, NameSelector, Op, RuleSet, Target};
-use pwf_shared::headers::{header_name_problem, FRAMING_HEADERS, ROUTING_HEADER};
+use pwf_shared::headers::{
+    header_name_problem, CONNECTION_HEADERS, FRAMING_HEADERS, ROUTING_HEADER,
+};
 use pwf_shared::matcher::{compile_regex, RequestMatch};
 use pwf_shared::{ConfigError, FieldPath};
 use serde::Deserialize;
@@ -376,17 +378,6 @@ fn target(
 pub fn kept_by_bulk_remove(name: &str) -> bool {
     name.starts_with(':') || FRAMING_HEADERS.contains(&name) || name == ROUTING_HEADER
 }
-
-/// Headers about the connection, which Envoy's codecs manage (keep-alive,
-/// upgrades, trailers): a rule may remove them, not write them.
-const CONNECTION_HEADERS: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// A header name that may be written: valid, lower case, and not a protected pseudo-header.
 /// `host` is an alias of `:authority`.

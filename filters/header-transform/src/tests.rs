@@ -57,6 +57,15 @@ fn req_ops(ops: &str) -> Engine {
     engine(&format!(r#"{{"request":[{{"operations":[{ops}]}}]}}"#))
 }
 
+/// What the report refused: (target, problem).
+fn rejections(report: &Report) -> Vec<(&str, ValueProblem)> {
+    report
+        .rejected
+        .iter()
+        .map(|r| (r.target.as_str(), r.problem))
+        .collect()
+}
+
 fn get(h: &HeaderList, name: &str) -> Option<String> {
     h.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
 }
@@ -250,13 +259,8 @@ fn an_empty_authority_or_a_relative_path_is_not_written() {
         get(&h, ":path").as_deref(),
         Some("/v1/users?id=42&debug=1&name=J%20Doe")
     );
-    let problems: Vec<(&str, ValueProblem)> = report
-        .rejected
-        .iter()
-        .map(|r| (r.target.as_str(), r.problem))
-        .collect();
     assert_eq!(
-        problems,
+        rejections(&report),
         [
             (":authority", ValueProblem::Empty),
             (":path", ValueProblem::NotAPath),
@@ -311,13 +315,8 @@ fn oversized_values_are_not_written() {
         get(&h, ":path").as_deref(),
         Some("/v1/users?id=42&debug=1&name=J%20Doe")
     );
-    let problems: Vec<_> = report
-        .rejected
-        .iter()
-        .map(|r| (r.target.as_str(), r.problem))
-        .collect();
     assert_eq!(
-        problems,
+        rejections(&report),
         [
             ("x-long", ValueProblem::TooLong),
             (":path", ValueProblem::TooLong)
