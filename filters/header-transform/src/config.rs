@@ -372,13 +372,6 @@ fn target(
     }
 }
 
-/// Whether prefix and regex removal pass over `name`: pseudo-headers,
-/// framing headers (Envoy's codec writes them for the body it sends) and
-/// the routing header (Envoy's router needs it).
-pub fn kept_by_bulk_remove(name: &str) -> bool {
-    name.starts_with(':') || FRAMING_HEADERS.contains(&name) || name == ROUTING_HEADER
-}
-
 /// A header name that may be written: valid, lower case, and not a protected pseudo-header.
 /// `host` is an alias of `:authority`.
 fn writable_header(name: &str, phase: Phase, path: &FieldPath) -> Result<String, ConfigError> {

@@ -1,10 +1,10 @@
 //! The transformation engine: applies compiled rule sets to a header list.
 //! Pure logic, no host calls; host values come through [`HostValues`].
 
-use crate::config::{kept_by_bulk_remove, Limits};
+use crate::config::Limits;
 use crate::query::{split_path, Query};
 use crate::template::{AttributeKind, Captures, Part, RequestValue, Template, Var};
-use pwf_shared::headers::{value_problem, ValueProblem};
+use pwf_shared::headers::{is_unremovable, value_problem, ValueProblem};
 use pwf_shared::{HeaderList, RequestMatcher};
 use regex::bytes::Regex;
 use std::borrow::Cow;
@@ -442,16 +442,18 @@ fn selector_for(target: &Target) -> NameSelector {
     }
 }
 
+/// Prefix and regex removal pass over the headers removing would break
+/// ([`is_unremovable`]: pseudo-headers, framing headers, `x-forwarded-proto`).
 fn remove(selector: &NameSelector, headers: &mut HeaderList) {
     match selector {
         NameSelector::Header(name) => {
             headers.remove(name);
         }
         NameSelector::HeaderPrefix(prefix) => {
-            headers.remove_where(|n| !kept_by_bulk_remove(n) && n.starts_with(prefix.as_str()));
+            headers.remove_where(|n| !is_unremovable(n) && n.starts_with(prefix.as_str()));
         }
         NameSelector::HeaderRegex(re) => {
-            headers.remove_where(|n| !kept_by_bulk_remove(n) && re.is_match(n.as_bytes()));
+            headers.remove_where(|n| !is_unremovable(n) && re.is_match(n.as_bytes()));
         }
         NameSelector::Query(_) | NameSelector::QueryPrefix(_) | NameSelector::QueryRegex(_) => {
             let full = headers.get(":path").unwrap_or_default();

@@ -283,7 +283,10 @@ fn same_number(n: &serde_json::Number, text: &str) -> bool {
             return wanted == claim;
         }
     }
-    let significant = format!("{int}{frac}").trim_start_matches('0').len();
+    let significant = match int.trim_start_matches('0') {
+        "" => frac.trim_start_matches('0').len(),
+        int => int.len() + frac.len(),
+    };
     match (n.as_f64(), text.parse::<f64>()) {
         (Some(claim), Ok(wanted)) if significant <= 15 => claim == wanted,
         _ => false,
