@@ -319,6 +319,66 @@ fn a_hundred_thousand_distinct_clients_stay_within_the_slot_table() {
     assert!(live <= SLOTS, "{live}");
 }
 
+#[test]
+fn the_occupancy_gauge_counts_the_clients_holding_a_slot() {
+    // Day-long state: each client stays live for the whole test. The table
+    // (2,048 slots, counted 1,024 per second) takes two ticks per pass.
+    let config = json!({
+        "plans": {"daily": {"limits": [{"requests": 100, "per": "day"}]}},
+        "fallback_plan": "daily",
+        "client_from": [{"header": "x-api-key"}],
+        "store": {"slots": 2048}
+    });
+    let (envoy, _echo) = start(Some(&config), 2);
+    for i in 0..7 {
+        let resp = envoy
+            .req("GET", "/o")
+            .header("x-api-key", format!("key-{i}"))
+            .send();
+        assert_eq!(resp.status, 200);
+    }
+    // A pass that started before the requests may count fewer; the next one
+    // counts all seven, and never more.
+    let live = envoy.wait_for_counter("wasmcustom.plan_ratelimit.store.live_slots", 7);
+    assert_eq!(live, 7);
+    assert_eq!(metric(&envoy, "store.slots"), 2048);
+}
+
+#[test]
+fn counting_a_large_slot_table_never_stalls_envoy() {
+    // The largest table. The occupancy count runs on whichever thread's VM
+    // holds the scan lease: a worker, or the main thread, which answers the
+    // admin interface. Counted whole every 10 s, the table kept that thread
+    // busy for about 2 s each time (the admin interface did not answer for
+    // 2.2 s); counted 1,024 slots per tick, neither waits for it.
+    let config = json!({
+        "plans": {"free": {"limits": [{"requests": 1000, "per": "second"}]}},
+        "fallback_plan": "free",
+        "store": {"slots": 1_048_576}
+    });
+    let (envoy, _echo) = start(Some(&config), 1);
+    let until = Instant::now() + Duration::from_secs(12);
+    let (mut slowest_request, mut slowest_admin) = (Duration::ZERO, Duration::ZERO);
+    while Instant::now() < until {
+        let t = Instant::now();
+        assert_eq!(envoy.req("GET", "/s").send().status, 200);
+        slowest_request = slowest_request.max(t.elapsed());
+        let t = Instant::now();
+        let _ = metric(&envoy, "store.slots");
+        slowest_admin = slowest_admin.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let limit = Duration::from_millis(500);
+    assert!(
+        slowest_request < limit,
+        "a request waited {slowest_request:?}"
+    );
+    assert!(
+        slowest_admin < limit,
+        "the admin interface waited {slowest_admin:?}"
+    );
+}
+
 /// 40 clients with day-long state through a 16-slot table: most find no
 /// free slot, and `on_store_error` decides.
 fn store_full_outcome(on_store_error: &str) -> (Vec<u16>, u64) {

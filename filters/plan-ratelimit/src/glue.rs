@@ -6,7 +6,7 @@ use crate::headers;
 use crate::identity::{self, RequestView};
 use crate::limiter::{Engine, Verdict, WindowState};
 use crate::rls;
-use crate::slots::Table;
+use crate::slots::{LivePass, Table};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -16,6 +16,7 @@ use pwf_shared::host::{self, HeaderMapType};
 use pwf_shared::metrics::{Counter, Gauge};
 use pwf_shared::shared_data::{HostStore, Lease, MemoryStore, SharedStore, StoreError};
 use serde_json::Value;
+use std::cell::Cell;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,8 +24,15 @@ use std::time::Duration;
 const FILTER: &str = "plan_ratelimit";
 /// Filter state where jwt-auth leaves the verified claims.
 const CLAIMS_PROPERTY: &str = "jwt_auth_claims";
-/// How often one worker counts the live slots for the occupancy gauge.
-const SCAN_PERIOD: Duration = Duration::from_secs(10);
+/// How often the worker holding the scan lease counts the next part of the
+/// slot table for the occupancy gauge.
+const SCAN_TICK: Duration = Duration::from_secs(1);
+/// Slots counted per tick, one shared-data read each: a few milliseconds of
+/// one worker's time. The default table (8,192 slots) takes 8 ticks; the
+/// largest (1,048,576) about 17 minutes.
+const SCAN_CHUNK: u32 = 1024;
+/// The lease outlives a tick, so its holder keeps it from tick to tick.
+const SCAN_LEASE: Duration = Duration::from_secs(3);
 
 struct PlanMetrics {
     allowed: Counter,
@@ -96,6 +104,8 @@ pub struct Worker {
     store: Store,
     metrics: Metrics,
     scan_lease: String,
+    /// This worker's pass over the table while it holds the scan lease.
+    scan: Cell<Option<LivePass>>,
     owner_id: u64,
 }
 
@@ -246,27 +256,32 @@ impl Worker {
         }
     }
 
-    /// One worker at a time counts the live slots for the occupancy gauge.
+    /// One worker at a time counts the live slots for the occupancy gauge,
+    /// a part of the table per tick. A worker that takes the lease over
+    /// starts a pass of its own.
     fn scan(&self) {
         let now = now_ns();
         let now_ms = now / 1_000_000;
-        let period_ms = SCAN_PERIOD.as_millis() as u64;
+        let lease_ms = SCAN_LEASE.as_millis() as u64;
         if !matches!(self.store, Store::Shared(_))
             || Lease::try_acquire(
                 &HostStore,
                 &self.scan_lease,
                 self.owner_id,
                 now_ms,
-                period_ms,
+                lease_ms,
             ) != Ok(true)
         {
+            self.scan.set(None);
             return;
         }
         let table = self.engine.table();
-        self.metrics.slots.set(u64::from(table.slots()));
-        self.metrics
-            .live_slots
-            .set(u64::from(table.live(&self.store, now)));
+        let mut pass = self.scan.get().unwrap_or_default();
+        if let Some(live) = table.count_live(&self.store, &mut pass, SCAN_CHUNK, now) {
+            self.metrics.slots.set(u64::from(table.slots()));
+            self.metrics.live_slots.set(u64::from(live));
+        }
+        self.scan.set(Some(pass));
     }
 }
 
@@ -336,13 +351,14 @@ impl RootContext for Root {
         let _ = Lease::init(&HostStore, &scan_lease);
         let engine = Engine::new(&compiled.plans, table);
         let metrics = Metrics::define(&compiled);
-        self.set_tick_period(SCAN_PERIOD);
+        self.set_tick_period(SCAN_TICK);
         self.worker = Some(Rc::new(Worker {
             compiled,
             engine,
             store,
             metrics,
             scan_lease,
+            scan: Cell::new(None),
             owner_id: host::random_u64().max(1),
         }));
         true

@@ -41,8 +41,10 @@ impl RequestView for Sources<'_> {
 pub fn first(inputs: &[Input], req: &mut impl RequestView) -> Option<Vec<u8>> {
     inputs.iter().enumerate().find_map(|(i, input)| {
         let value = value(input, req)?;
-        let mut key = Vec::with_capacity(value.len() + 3);
-        key.extend_from_slice(i.to_string().as_bytes());
+        let mut position = itoa::Buffer::new();
+        let position = position.format(i);
+        let mut key = Vec::with_capacity(position.len() + 1 + value.len());
+        key.extend_from_slice(position.as_bytes());
         key.push(b':');
         key.extend_from_slice(&value);
         Some(key)

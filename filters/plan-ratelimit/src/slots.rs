@@ -82,6 +82,13 @@ pub enum Placement {
     Full,
 }
 
+/// How far a count of the live slots has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LivePass {
+    next: u32,
+    live: u32,
+}
+
 /// The table's keys: `<prefix>/<index>`.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -101,8 +108,15 @@ impl Table {
         self.slots
     }
 
+    /// `<prefix>/<index>`: built on every request, so without `format!`.
     pub fn key(&self, index: u32) -> String {
-        format!("{}/{index}", self.prefix)
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(index);
+        let mut key = String::with_capacity(self.prefix.len() + 1 + digits.len());
+        key.push_str(&self.prefix);
+        key.push('/');
+        key.push_str(digits);
+        key
     }
 
     /// Creates every slot key, empty, if missing. Creating a key is not a CAS
@@ -164,9 +178,32 @@ impl Table {
         })
     }
 
-    /// Slots holding a live client at `now_ns`.
-    pub fn live<S: SharedStore>(&self, store: &S, now_ns: u64) -> u32 {
-        (0..self.slots)
+    /// Counts the next `chunk` slots of a pass over the table (one
+    /// shared-data read each); returns the number of slots holding a live
+    /// client once the pass has covered the whole table, and starts the next
+    /// pass. A part at a time, so a large table never stalls a worker.
+    pub fn count_live<S: SharedStore>(
+        &self,
+        store: &S,
+        pass: &mut LivePass,
+        chunk: u32,
+        now_ns: u64,
+    ) -> Option<u32> {
+        let start = pass.next.min(self.slots);
+        let end = start.saturating_add(chunk.max(1)).min(self.slots);
+        pass.live += self.live(store, start..end, now_ns);
+        pass.next = end;
+        if end < self.slots {
+            return None;
+        }
+        let live = pass.live;
+        *pass = LivePass::default();
+        Some(live)
+    }
+
+    /// Slots of `range` holding a live client at `now_ns`.
+    fn live<S: SharedStore>(&self, store: &S, range: std::ops::Range<u32>, now_ns: u64) -> u32 {
+        range
             .filter(|&i| {
                 store
                     .get(&self.key(i))

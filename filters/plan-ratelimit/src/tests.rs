@@ -5,7 +5,7 @@ use crate::headers;
 use crate::identity::{self, Sources};
 use crate::limiter::{Engine, Verdict};
 use crate::rls;
-use crate::slots::{owner_id, Placement, Record, Table, PROBES};
+use crate::slots::{owner_id, LivePass, Placement, Record, Table, PROBES};
 use prost::Message;
 use pwf_shared::shared_data::{MemoryStore, SharedStore};
 use pwf_shared::HeaderList;
@@ -575,7 +575,41 @@ fn a_hundred_thousand_clients_stay_within_the_slot_table() {
     assert_eq!(store.len(), keys_before, "no key was added");
     // Each client holds a slot for 200 ms: ~200 live at once, far below 1024.
     assert_eq!((ok, full), (100_000, 0));
-    assert!(e.table().live(&store, T0 + 100 * SEC) <= 1024);
+    // At the last request (simulated time T0 + 100 s) the clients of its last
+    // 200 ms are live: the occupancy count finds them and no more.
+    let mut pass = LivePass::default();
+    let live = e
+        .table()
+        .count_live(&store, &mut pass, 1024, T0 + 99_999 * SEC / 1000);
+    assert_eq!(live, Some(200));
+}
+
+#[test]
+fn the_live_slots_are_counted_a_part_of_the_table_at_a_time() {
+    let c = config(plans());
+    let store = MemoryStore::new();
+    let e = engine(&c, 16);
+    e.table().create(&store).unwrap();
+    for i in 0..3 {
+        // Day-long state: live for the whole test.
+        assert!(matches!(
+            e.check(&store, &c.plans, 0, format!("c{i}").as_bytes(), 1, T0),
+            Verdict::Allow(_)
+        ));
+    }
+    let mut pass = LivePass::default();
+    let table = e.table();
+    let counts: Vec<_> = (0..6)
+        .map(|_| table.count_live(&store, &mut pass, 6, T0 + SEC))
+        .collect();
+    // 16 slots in parts of 6: a pass ends every third call, then starts over.
+    assert_eq!(counts, [None, None, Some(3), None, None, Some(3)]);
+    // Once every window has refilled, nobody is live.
+    let day = 86_400 * SEC;
+    assert_eq!(
+        table.count_live(&store, &mut pass, 16, T0 + day + SEC),
+        Some(0)
+    );
 }
 
 #[test]
