@@ -11,6 +11,17 @@
 //! Compared with the empty filter, the CPU per request over `calls` is the
 //! cost of one such call as Envoy's V8 runs it (the call, the copies, and the
 //! allocation in the module for a returned value).
+//!
+//! The other shape, `{"request": [step, ...], "response": [step, ...]}`,
+//! makes a fixed sequence of host calls in `on_http_request_headers` and
+//! `on_http_response_headers`, and nothing else: the host calls a filter
+//! cannot do without, to price them apart from the filter's own logic.
+//! Steps: `{"header_get": "name"}`, `{"header_set": ["name", "value"]}`
+//! (request or response map, by where the step is), `{"shared_cas": "key"}`
+//! (read a shared-data value and write 40 bytes back (plan-ratelimit's record) under its CAS token),
+//! `{"map_rewrite": [["name", "value"], ...]}` (read the whole header map
+//! with one call, set these pairs in it, and write the whole map back with
+//! one call), `"metric"` and `"time"`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -59,16 +70,106 @@ impl Probe {
     }
 }
 
+#[derive(serde::Deserialize, Clone)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Step {
+    HeaderGet(String),
+    HeaderSet(String, String),
+    SharedCas(String),
+    MapRewrite(Vec<(String, String)>),
+    Metric,
+    Time,
+}
+
+/// A step whose metric is defined.
+#[derive(Clone)]
+enum Call {
+    HeaderGet(String),
+    HeaderSet(String, String),
+    SharedCas(String),
+    MapRewrite(Vec<(String, String)>),
+    Metric(u32),
+    Time,
+}
+
+fn map_rewrite(map: MapType, set: &[(String, String)]) {
+    let Ok(mut pairs) = hostcalls::get_map_bytes(map) else {
+        return;
+    };
+    pairs.retain(|(name, _)| !set.iter().any(|(n, _)| n == name));
+    pairs.extend(set.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())));
+    let pairs: Vec<(&str, &[u8])> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let _ = hostcalls::set_map_bytes(map, pairs);
+}
+
+fn run_steps(map: MapType, calls: &[Call]) {
+    for call in calls {
+        match call {
+            Call::HeaderGet(name) => {
+                let _ = hostcalls::get_map_value_bytes(map, name);
+            }
+            Call::HeaderSet(name, value) => {
+                let _ = hostcalls::set_map_value_bytes(map, name, Some(value.as_bytes()));
+            }
+            Call::SharedCas(key) => {
+                if let Ok((_, cas)) = hostcalls::get_shared_data(key) {
+                    let _ = hostcalls::set_shared_data(key, Some(&[7u8; 40]), cas);
+                }
+            }
+            Call::MapRewrite(set) => map_rewrite(map, set),
+            Call::Metric(id) => {
+                let _ = hostcalls::increment_metric(*id, 1);
+            }
+            Call::Time => {
+                let _ = hostcalls::get_current_time();
+            }
+        }
+    }
+}
+
+fn define(steps: Vec<Step>) -> Option<Vec<Call>> {
+    steps
+        .into_iter()
+        .map(|step| {
+            Some(match step {
+                Step::HeaderGet(n) => Call::HeaderGet(n),
+                Step::HeaderSet(n, v) => Call::HeaderSet(n, v),
+                Step::SharedCas(k) => Call::SharedCas(k),
+                Step::MapRewrite(set) => Call::MapRewrite(set),
+                Step::Metric => {
+                    Call::Metric(hostcalls::define_metric(MetricType::Counter, "probe.steps").ok()?)
+                }
+                Step::Time => Call::Time,
+            })
+        })
+        .collect()
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    kind: String,
-    calls: u32,
+    kind: Option<String>,
+    calls: Option<u32>,
+    #[serde(default)]
+    request: Vec<Step>,
+    #[serde(default)]
+    response: Vec<Step>,
+}
+
+/// The fixed sequences of the steps shape.
+#[derive(Default)]
+struct Steps {
+    request: Vec<Call>,
+    response: Vec<Call>,
 }
 
 #[derive(Default)]
 struct Root {
     probe: Option<Probe>,
+    steps: std::rc::Rc<Steps>,
 }
 
 impl Context for Root {}
@@ -82,7 +183,19 @@ impl RootContext for Root {
         let Ok(config) = serde_json::from_slice::<Config>(&config) else {
             return false;
         };
-        let kind = match config.kind.as_str() {
+        let Some(kind) = config.kind else {
+            let (Some(request), Some(response)) = (define(config.request), define(config.response))
+            else {
+                return false;
+            };
+            self.probe = Some(Probe {
+                kind: Kind::Time,
+                calls: 0,
+            });
+            self.steps = std::rc::Rc::new(Steps { request, response });
+            return true;
+        };
+        let kind = match kind.as_str() {
             "time" => Kind::Time,
             "metric" => match hostcalls::define_metric(MetricType::Counter, "probe.calls") {
                 Ok(id) => Kind::Metric(id),
@@ -95,13 +208,16 @@ impl RootContext for Root {
         };
         self.probe = Some(Probe {
             kind,
-            calls: config.calls,
+            calls: config.calls.unwrap_or(0),
         });
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { probe: self.probe? }))
+        Some(Box::new(Stream {
+            probe: self.probe?,
+            steps: std::rc::Rc::clone(&self.steps),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -111,6 +227,7 @@ impl RootContext for Root {
 
 struct Stream {
     probe: Probe,
+    steps: std::rc::Rc<Steps>,
 }
 
 impl Context for Stream {}
@@ -118,6 +235,12 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.probe.run();
+        run_steps(MapType::HttpRequestHeaders, &self.steps.request);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        run_steps(MapType::HttpResponseHeaders, &self.steps.response);
         Action::Continue
     }
 }
