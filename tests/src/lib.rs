@@ -41,6 +41,7 @@ pub mod dist;
 mod echo;
 mod envoy;
 mod file_server;
+mod host_calls;
 mod idp;
 pub mod jwt;
 mod ports;
@@ -66,6 +67,7 @@ pub use config_files::{
 pub use echo::{EchoUpstream, EchoUpstreamBuilder, ReceivedRequest};
 pub use envoy::{validate, Envoy, EnvoyBuilder, ValidateResult};
 pub use file_server::FileServer;
+pub use host_calls::trace_one_request;
 pub use idp::{jwt_parts, Idp, IdpBuilder};
 pub use ports::free_port;
 pub use redis::{Redis, Resp};

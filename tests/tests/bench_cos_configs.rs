@@ -5,7 +5,8 @@
 //! way the suite says, the native table included.
 
 use pwf_tests::{
-    filter_names, http_filters, load_config_file, tail, EchoUpstream, Envoy, Response,
+    filter_names, http_filters, load_config_file, tail, trace_one_request, EchoUpstream, Envoy,
+    Response,
 };
 use serde_json::{json, Value};
 
@@ -13,6 +14,8 @@ const SUITE: &str = "bench/suites/cos-router.json";
 const DIRECT: &str = "bench/configs/cos-router.yaml";
 const CLUSTERS: &str = "bench/configs/cos-router-clusters.yaml";
 const NATIVE: &str = "bench/configs/cos-router-native.yaml";
+const FLOOR: &str = "bench/configs/cos-router-floor.yaml";
+const MAP_FLOOR: &str = "bench/configs/cos-router-map-floor.yaml";
 const BENCH_USER: &str = "bench-user-1";
 
 fn plugin_config(path: &str) -> Value {
@@ -58,6 +61,8 @@ fn the_suite_runs_these_configs_with_the_goal() {
             ("no-filter", "bench/configs/no-filter.yaml"),
             ("empty-wasm", "bench/configs/empty-wasm.yaml"),
             ("cos-router", DIRECT),
+            ("cos-router-floor", FLOOR),
+            ("cos-router-map-floor", MAP_FLOOR),
             ("cos-router-clusters", CLUSTERS),
             ("cos-router-native", NATIVE),
         ]
@@ -71,10 +76,79 @@ fn the_suite_runs_these_configs_with_the_goal() {
         (&goal["variant"], &goal["against"], &goal["max_cpu_ratio"]),
         (&json!("cos-router"), &json!("empty-wasm"), &json!(1.25))
     );
-    let versus = &suite["comparisons"][1];
+    let pairs: Vec<(&str, &str)> = suite["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["variant"].as_str().unwrap(),
+                c["against"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (&versus["variant"], &versus["against"]),
-        (&json!("cos-router-clusters"), &json!("cos-router-native"))
+        pairs,
+        [
+            ("cos-router", "empty-wasm"),
+            ("cos-router-floor", "empty-wasm"),
+            ("cos-router-map-floor", "empty-wasm"),
+            ("cos-router", "cos-router-floor"),
+            ("cos-router-clusters", "cos-router-native"),
+        ]
+    );
+}
+
+fn suite_headers() -> Vec<String> {
+    load_config_file(SUITE)["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The floor variant prices cos-router's host calls without its logic: it
+/// must make exactly the calls cos-router makes for the bench request.
+#[test]
+fn the_floor_makes_the_same_host_calls_as_the_filter() {
+    let headers = suite_headers();
+    let filter = trace_one_request(DIRECT, "/api/v1/items", &headers);
+    let floor = trace_one_request(FLOOR, "/api/v1/items", &headers);
+    assert_eq!(floor, filter);
+    let out_of_vm = |name: &str| {
+        filter
+            .iter()
+            .filter(|c| *c == &format!("vm->host {name}"))
+            .count()
+    };
+    assert_eq!(
+        (
+            out_of_vm("proxy_get_header_map_value"),
+            out_of_vm("proxy_replace_header_map_value"),
+            out_of_vm("proxy_increment_metric"),
+        ),
+        (3, 3, 3),
+        "{filter:?}"
+    );
+}
+
+/// The map floor does the same work in two header calls: one read and one
+/// write of the whole request map.
+#[test]
+fn the_map_floor_reads_and_writes_the_whole_map_once() {
+    let calls = trace_one_request(MAP_FLOOR, "/api/v1/items", &suite_headers());
+    let header_calls: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.starts_with("vm->host") && c.contains("header_map"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        header_calls,
+        [
+            "vm->host proxy_get_header_map_pairs",
+            "vm->host proxy_set_header_map_pairs"
+        ]
     );
 }
 

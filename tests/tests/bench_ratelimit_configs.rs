@@ -6,12 +6,15 @@
 //! real Envoy, that each variant of the suite answers as the suite says and
 //! that each limiter really rejects once a low limit is used up.
 
-use pwf_tests::{filter_names, http_filters, load_config_file, tail, Envoy, Response};
+use pwf_tests::{
+    filter_names, http_filters, load_config_file, tail, trace_one_request, Envoy, Response,
+};
 use serde_json::{json, Value};
 
 const SUITE: &str = "bench/suites/plan-ratelimit.json";
 const WASM: &str = "bench/configs/ratelimit-plan-ratelimit.yaml";
 const NATIVE: &str = "bench/configs/ratelimit-local-ratelimit.yaml";
+const FLOOR: &str = "bench/configs/ratelimit-floor.yaml";
 const ROOT_ID: &str = "plan-ratelimit";
 const LOCAL_RATELIMIT_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
@@ -69,6 +72,7 @@ fn the_suite_runs_these_configs_with_the_goal() {
             ("no-filter", "bench/configs/no-filter.yaml"),
             ("empty-wasm", "bench/configs/empty-wasm.yaml"),
             ("plan-ratelimit", WASM),
+            ("plan-ratelimit-floor", FLOOR),
             ("native-local-ratelimit", NATIVE),
             (
                 "plan-ratelimit-no-headers",
@@ -82,16 +86,34 @@ fn the_suite_runs_these_configs_with_the_goal() {
         (&goal["variant"], &goal["against"], &goal["max_cpu_ratio"]),
         (&json!("plan-ratelimit"), &json!("empty-wasm"), &json!(1.25))
     );
-    let versus = &suite["comparisons"][1];
+    let pairs: Vec<(&str, &str)> = suite["comparisons"]
+        .as_array()
+        .expect("comparisons")
+        .iter()
+        .map(|c| {
+            (
+                c["variant"].as_str().unwrap(),
+                c["against"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (&versus["variant"], &versus["against"]),
-        (&json!("plan-ratelimit"), &json!("native-local-ratelimit"))
+        pairs,
+        [
+            ("plan-ratelimit", "empty-wasm"),
+            ("plan-ratelimit-floor", "empty-wasm"),
+            ("plan-ratelimit", "plan-ratelimit-floor"),
+            ("plan-ratelimit", "native-local-ratelimit"),
+            ("plan-ratelimit-no-headers", "empty-wasm"),
+        ]
     );
-    // Each limiter's headers are checked before it is measured.
+    // Each limiter's headers are checked before it is measured, the floor's
+    // as plan-ratelimit's.
     let wasm = &variants[2]["verify"]["response_headers"];
     assert_eq!(wasm["ratelimit-policy"], POLICY);
     assert_eq!(wasm["ratelimit"]["glob"], "\"bench-second\";r=*;t=*");
-    let native = &variants[3]["verify"]["response_headers"];
+    assert_eq!(&variants[3]["verify"], &variants[2]["verify"]);
+    let native = &variants[4]["verify"]["response_headers"];
     assert_eq!(native["x-ratelimit-limit"], LIMIT.to_string());
     assert!(native["x-ratelimit-remaining"].is_object());
 }
@@ -101,6 +123,7 @@ fn ratelimit_bench_configs_validate() {
     for path in [
         WASM,
         NATIVE,
+        FLOOR,
         "bench/configs/ratelimit-plan-ratelimit-no-headers.yaml",
     ] {
         let result = Envoy::builder(path).validate();
@@ -288,4 +311,31 @@ fn low_limit_variants_reject_with_429() {
             assert_eq!(stats[&format!("{prefix}.ok")], 3);
         });
     });
+}
+
+/// The floor variant prices plan-ratelimit's host calls without its logic:
+/// it must make exactly the calls plan-ratelimit makes for the bench request
+/// (a client already in its slot).
+#[test]
+fn the_floor_makes_the_same_host_calls_as_the_filter() {
+    let headers = [format!("x-api-key: {API_KEY}")];
+    let filter = trace_one_request(WASM, "/api/v1/items", &headers);
+    let floor = trace_one_request(FLOOR, "/api/v1/items", &headers);
+    assert_eq!(floor, filter);
+    let out_of_vm: Vec<&str> = filter
+        .iter()
+        .filter_map(|c| c.strip_prefix("vm->host "))
+        .collect();
+    assert_eq!(
+        out_of_vm,
+        [
+            "proxy_get_header_map_value",
+            "proxy_get_current_time_nanoseconds",
+            "proxy_get_shared_data",
+            "proxy_set_shared_data",
+            "proxy_increment_metric",
+            "proxy_replace_header_map_value",
+            "proxy_replace_header_map_value",
+        ]
+    );
 }
