@@ -40,12 +40,7 @@ pub fn trace_one_request(config: &str, path: &str, headers: &[String]) -> Vec<St
     send();
     settled();
     let log = envoy.log();
-    let calls: Vec<String> = log
-        .get(before..)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(call_of)
-        .collect();
+    let calls = request_calls(&log, before);
     assert!(
         calls
             .iter()
@@ -53,6 +48,42 @@ pub fn trace_one_request(config: &str, path: &str, headers: &[String]) -> Vec<St
         "{config}: no traced request:\n{calls:?}"
     );
     calls
+}
+
+/// The calls logged from byte `from` of `log` on, without those of timer
+/// ticks: every VM (the main thread's and each worker's) may tick at any
+/// time, and its lines interleave with the request's, so ticks are followed
+/// per thread from the start of the log.
+fn request_calls(log: &str, from: usize) -> Vec<String> {
+    let mut ticking: Vec<&str> = Vec::new();
+    let mut calls = Vec::new();
+    let mut offset = 0;
+    for line in log.split_inclusive('\n') {
+        let at = offset;
+        offset += line.len();
+        let thread = thread_of(line);
+        if line.contains("[host->vm] proxy_on_tick(") {
+            ticking.push(thread);
+            continue;
+        }
+        if line.contains("[host<-vm] proxy_on_tick return") {
+            ticking.retain(|t| *t != thread);
+            continue;
+        }
+        if ticking.contains(&thread) || at < from {
+            continue;
+        }
+        calls.extend(call_of(line));
+    }
+    calls
+}
+
+/// The thread id of an Envoy log line: `[<time>][<thread>][<level>]...`.
+fn thread_of(line: &str) -> &str {
+    line.split(['[', ']'])
+        .filter(|part| !part.is_empty())
+        .nth(1)
+        .unwrap_or_default()
 }
 
 /// `[vm->host] env.proxy_get_header_map_value(0, ...)` gives
@@ -70,7 +101,30 @@ fn call_of(line: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::call_of;
+    use super::{call_of, request_calls};
+
+    #[test]
+    fn ticks_are_left_out_on_their_own_thread() {
+        let before = "[t][9][trace][wasm] [w.cc:39] [host->vm] proxy_on_tick(1)\n";
+        let log = "\
+[t][7][trace][wasm] [w.cc:39] [host->vm] proxy_on_request_headers(3, 8, 1)
+[t][8][trace][wasm] [w.cc:39] [host->vm] proxy_on_tick(1)
+[t][8][trace][wasm] [w.cc:39] [host<-vm] proxy_on_tick return: void
+[t][7][trace][wasm] [w.cc:39] [vm->host] env.proxy_get_header_map_value(0, 1, 2, 3, 4)
+[t][9][trace][wasm] [w.cc:39] [vm->host] env.proxy_get_shared_data(1, 2, 3, 4, 5)
+[t][9][trace][wasm] [w.cc:39] [host<-vm] proxy_on_tick return: void
+[t][9][trace][wasm] [w.cc:39] [host->vm] proxy_on_log(5)
+";
+        let log = format!("{before}{log}");
+        assert_eq!(
+            request_calls(&log, before.len()),
+            [
+                "host->vm proxy_on_request_headers",
+                "vm->host proxy_get_header_map_value",
+                "host->vm proxy_on_log",
+            ]
+        );
+    }
 
     #[test]
     fn calls_are_read_from_trace_lines() {

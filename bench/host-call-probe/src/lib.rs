@@ -183,7 +183,12 @@ impl RootContext for Root {
         let Ok(config) = serde_json::from_slice::<Config>(&config) else {
             return false;
         };
+        let steps = !config.request.is_empty() || !config.response.is_empty();
         let Some(kind) = config.kind else {
+            // Without a kind, only the steps shape, with at least one step.
+            if !steps || config.calls.is_some() {
+                return false;
+            }
             let (Some(request), Some(response)) = (define(config.request), define(config.response))
             else {
                 return false;
@@ -194,6 +199,9 @@ impl RootContext for Root {
             });
             self.steps = std::rc::Rc::new(Steps { request, response });
             return true;
+        };
+        let Some(calls) = config.calls.filter(|_| !steps) else {
+            return false;
         };
         let kind = match kind.as_str() {
             "time" => Kind::Time,
@@ -206,10 +214,7 @@ impl RootContext for Root {
             "property" => Kind::Property,
             _ => return false,
         };
-        self.probe = Some(Probe {
-            kind,
-            calls: config.calls.unwrap_or(0),
-        });
+        self.probe = Some(Probe { kind, calls });
         true
     }
 

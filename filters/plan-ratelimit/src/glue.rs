@@ -263,22 +263,28 @@ impl Worker {
         let now = now_ns();
         let now_ms = now / 1_000_000;
         let lease_ms = SCAN_LEASE.as_millis() as u64;
-        if !matches!(self.store, Store::Shared(_))
-            || Lease::try_acquire(
-                &HostStore,
-                &self.scan_lease,
-                self.owner_id,
-                now_ms,
-                lease_ms,
-            ) != Ok(true)
-        {
-            self.scan.set(None);
+        if !matches!(self.store, Store::Shared(_)) {
             return;
+        }
+        match Lease::try_acquire(
+            &HostStore,
+            &self.scan_lease,
+            self.owner_id,
+            now_ms,
+            lease_ms,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.scan.set(None);
+                return;
+            }
+            // Contended or failed: this VM may still hold the lease; its
+            // pass goes on at the next tick.
+            Err(_) => return,
         }
         let table = self.engine.table();
         let mut pass = self.scan.get().unwrap_or_default();
         if let Some(live) = table.count_live(&self.store, &mut pass, SCAN_CHUNK, now) {
-            self.metrics.slots.set(u64::from(table.slots()));
             self.metrics.live_slots.set(u64::from(live));
         }
         self.scan.set(Some(pass));
@@ -351,6 +357,9 @@ impl RootContext for Root {
         let _ = Lease::init(&HostStore, &scan_lease);
         let engine = Engine::new(&compiled.plans, table);
         let metrics = Metrics::define(&compiled);
+        if compiled.scope == StoreScope::Shared {
+            metrics.slots.set(u64::from(compiled.slots));
+        }
         self.set_tick_period(SCAN_TICK);
         self.worker = Some(Rc::new(Worker {
             compiled,
