@@ -18,7 +18,8 @@
 //! cannot do without, to price them apart from the filter's own logic.
 //! Steps: `{"header_get": "name"}`, `{"header_set": ["name", "value"]}`
 //! (request or response map, by where the step is), `{"shared_cas": "key"}`
-//! (read a shared-data value and write 40 bytes back (plan-ratelimit's record) under its CAS token),
+//! (read a shared-data value, then write 40 bytes, the size of
+//! plan-ratelimit's record, under its CAS token),
 //! `{"map_rewrite": [["name", "value"], ...]}` (read the whole header map
 //! with one call, set these pairs in it, and write the whole map back with
 //! one call), `"metric"` and `"time"`.
@@ -70,7 +71,7 @@ impl Probe {
     }
 }
 
-#[derive(serde::Deserialize, Clone)]
+#[derive(serde::Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Step {
     HeaderGet(String),
@@ -78,17 +79,6 @@ enum Step {
     SharedCas(String),
     MapRewrite(Vec<(String, String)>),
     Metric,
-    Time,
-}
-
-/// A step whose metric is defined.
-#[derive(Clone)]
-enum Call {
-    HeaderGet(String),
-    HeaderSet(String, String),
-    SharedCas(String),
-    MapRewrite(Vec<(String, String)>),
-    Metric(u32),
     Time,
 }
 
@@ -105,47 +95,35 @@ fn map_rewrite(map: MapType, set: &[(String, String)]) {
     let _ = hostcalls::set_map_bytes(map, pairs);
 }
 
-fn run_steps(map: MapType, calls: &[Call]) {
-    for call in calls {
-        match call {
-            Call::HeaderGet(name) => {
+impl Steps {
+    fn run(&self, map: MapType, steps: &[Step]) {
+        for step in steps {
+            self.run_one(map, step);
+        }
+    }
+
+    fn run_one(&self, map: MapType, step: &Step) {
+        match step {
+            Step::HeaderGet(name) => {
                 let _ = hostcalls::get_map_value_bytes(map, name);
             }
-            Call::HeaderSet(name, value) => {
+            Step::HeaderSet(name, value) => {
                 let _ = hostcalls::set_map_value_bytes(map, name, Some(value.as_bytes()));
             }
-            Call::SharedCas(key) => {
+            Step::SharedCas(key) => {
                 if let Ok((_, cas)) = hostcalls::get_shared_data(key) {
                     let _ = hostcalls::set_shared_data(key, Some(&[7u8; 40]), cas);
                 }
             }
-            Call::MapRewrite(set) => map_rewrite(map, set),
-            Call::Metric(id) => {
-                let _ = hostcalls::increment_metric(*id, 1);
+            Step::MapRewrite(set) => map_rewrite(map, set),
+            Step::Metric => {
+                let _ = hostcalls::increment_metric(self.metric, 1);
             }
-            Call::Time => {
+            Step::Time => {
                 let _ = hostcalls::get_current_time();
             }
         }
     }
-}
-
-fn define(steps: Vec<Step>) -> Option<Vec<Call>> {
-    steps
-        .into_iter()
-        .map(|step| {
-            Some(match step {
-                Step::HeaderGet(n) => Call::HeaderGet(n),
-                Step::HeaderSet(n, v) => Call::HeaderSet(n, v),
-                Step::SharedCas(k) => Call::SharedCas(k),
-                Step::MapRewrite(set) => Call::MapRewrite(set),
-                Step::Metric => {
-                    Call::Metric(hostcalls::define_metric(MetricType::Counter, "probe.steps").ok()?)
-                }
-                Step::Time => Call::Time,
-            })
-        })
-        .collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -159,11 +137,13 @@ struct Config {
     response: Vec<Step>,
 }
 
-/// The fixed sequences of the steps shape.
+/// The fixed sequences of the steps shape, and the counter its `metric`
+/// steps bump.
 #[derive(Default)]
 struct Steps {
-    request: Vec<Call>,
-    response: Vec<Call>,
+    request: Vec<Step>,
+    response: Vec<Step>,
+    metric: u32,
 }
 
 #[derive(Default)]
@@ -189,15 +169,18 @@ impl RootContext for Root {
             if !steps || config.calls.is_some() {
                 return false;
             }
-            let (Some(request), Some(response)) = (define(config.request), define(config.response))
-            else {
+            let Ok(metric) = hostcalls::define_metric(MetricType::Counter, "probe.steps") else {
                 return false;
             };
             self.probe = Some(Probe {
                 kind: Kind::Time,
                 calls: 0,
             });
-            self.steps = std::rc::Rc::new(Steps { request, response });
+            self.steps = std::rc::Rc::new(Steps {
+                request: config.request,
+                response: config.response,
+                metric,
+            });
             return true;
         };
         let Some(calls) = config.calls.filter(|_| !steps) else {
@@ -240,12 +223,14 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.probe.run();
-        run_steps(MapType::HttpRequestHeaders, &self.steps.request);
+        self.steps
+            .run(MapType::HttpRequestHeaders, &self.steps.request);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        run_steps(MapType::HttpResponseHeaders, &self.steps.response);
+        self.steps
+            .run(MapType::HttpResponseHeaders, &self.steps.response);
         Action::Continue
     }
 }

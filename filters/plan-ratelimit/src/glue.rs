@@ -260,18 +260,16 @@ impl Worker {
     /// a part of the table per tick. A worker that takes the lease over
     /// starts a pass of its own.
     fn scan(&self) {
-        let now = now_ns();
-        let now_ms = now / 1_000_000;
-        let lease_ms = SCAN_LEASE.as_millis() as u64;
         if !matches!(self.store, Store::Shared(_)) {
             return;
         }
+        let now = now_ns();
         match Lease::try_acquire(
             &HostStore,
             &self.scan_lease,
             self.owner_id,
-            now_ms,
-            lease_ms,
+            now / 1_000_000,
+            SCAN_LEASE.as_millis() as u64,
         ) {
             Ok(true) => {}
             Ok(false) => {
