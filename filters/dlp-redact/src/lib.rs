@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: serde types and validation;
 //! - [`detectors`]: the built-in catalog and validators;
-//! - [`scanner`], [`redact`], [`stream`], [`tail`], [`rewrite`],
+//! - [`scanner`], [`skipping`], [`redact`], [`stream`], [`tail`], [`rewrite`],
 //!   [`json_fields`]: pure logic, unit-tested natively;
 //! - [`glue`]: the proxy-wasm contexts.
 
@@ -18,6 +18,7 @@ pub mod query;
 pub mod redact;
 pub mod rewrite;
 pub mod scanner;
+pub mod skipping;
 pub mod stream;
 pub mod tail;
 

@@ -5,6 +5,7 @@
 use crate::detectors::{Builtin, Validator};
 use crate::redact::Action;
 use crate::rewrite::{open_long_ranges, open_ranges, prefixes};
+use crate::skipping::SkippingRegex;
 use crate::tail::Tail;
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::meta::Regex;
@@ -204,6 +205,9 @@ type Parsed = (usize, Hir);
 #[derive(Debug)]
 struct Lane {
     regex: Regex,
+    /// The same patterns, searched skipping the bytes where none can begin
+    /// (when most bytes cannot): the unanchored searches use it.
+    skipping: Option<SkippingRegex>,
     /// Pattern index to detector id.
     ids: Vec<usize>,
 }
@@ -321,10 +325,11 @@ impl Scanner {
             parsed.iter().partition(|(id, _)| alone(*id));
         let mut lanes = Vec::with_capacity(separate.len() + 1);
         if !combined.is_empty() {
-            lanes.push(Lane::build(catalog, &combined)?);
+            lanes.push(Lane::build(catalog, &combined, true)?);
         }
         for detector in separate {
-            lanes.push(Lane::build(catalog, &[detector])?);
+            // Found through a literal (the e-mail's `@`), faster than by skipping.
+            lanes.push(Lane::build(catalog, &[detector], false)?);
         }
         Ok(Self {
             lanes,
@@ -408,7 +413,11 @@ impl Scanner {
 
 impl Lane {
     /// Compiles parsed patterns, each with its detector id.
-    fn build(catalog: &Catalog, detectors: &[&Parsed]) -> Result<Self, (usize, String)> {
+    fn build(
+        catalog: &Catalog,
+        detectors: &[&Parsed],
+        skipping: bool,
+    ) -> Result<Self, (usize, String)> {
         let ids: Vec<usize> = detectors.iter().map(|(id, _)| *id).collect();
         let hirs: Vec<Hir> = detectors
             .iter()
@@ -421,6 +430,11 @@ impl Lane {
                 }
             })
             .collect();
+        let skipping = if skipping {
+            SkippingRegex::build(&hirs, NFA_SIZE_LIMIT)
+        } else {
+            None
+        };
         let regex = Regex::builder()
             .configure(
                 Regex::config()
@@ -433,7 +447,19 @@ impl Lane {
                 let id = ids.get(index).copied().unwrap_or(0);
                 (id, format!("invalid regex: {}", one_line(&e.to_string())))
             })?;
-        Ok(Self { regex, ids })
+        Ok(Self {
+            regex,
+            skipping,
+            ids,
+        })
+    }
+
+    /// The leftmost-first match in `hay[from..]`.
+    fn find(&self, hay: &[u8], from: usize) -> Option<regex_automata::Match> {
+        match &self.skipping {
+            Some(skipping) => skipping.find(hay, from),
+            None => self.regex.search(&Input::new(hay).range(from..)),
+        }
     }
 }
 
@@ -524,11 +550,7 @@ impl Iterator for Matches<'_> {
                     Pending::At { .. } | Pending::Exhausted => None,
                 };
                 if let Some(from) = from {
-                    *slot = match self
-                        .hay
-                        .get(from..)
-                        .and_then(|_| lane.regex.search(&Input::new(self.hay).range(from..)))
-                    {
+                    *slot = match self.hay.get(from..).and_then(|_| lane.find(self.hay, from)) {
                         Some(m) => Pending::At {
                             detector: lane.ids.get(m.pattern().as_usize()).copied()?,
                             pattern: m.pattern().as_usize(),

@@ -1,0 +1,444 @@
+//! A leftmost-first search over a lazy DFA that skips the bytes where no
+//! match can begin.
+//!
+//! The combined detectors' DFA spends most of its time walking bytes that
+//! leave it in its start state: the middle of words (nearly every built-in
+//! pattern starts at a word boundary), lower-case words that begin no token,
+//! punctuation. A walk is one dependent table load per byte; deciding from a
+//! small table whether a byte can begin a match at all is cheaper, because
+//! one byte's check does not wait for the previous byte's. So whenever the
+//! DFA is back in a start state with no match pending, the search skips
+//! ahead to the next byte that may begin a match, given the byte before it,
+//! and resumes the DFA there. `regex-automata` does the same with literal
+//! prefilters, but a digit-led pattern (a card number) has no literal, and
+//! a byte-set prefilter cannot see the word boundary.
+//!
+//! The table is read off the DFA itself at build time: a byte "may begin"
+//! after look-behind `x` unless the DFA's start state for `x`, on that byte,
+//! goes to the start state for the byte (nothing in progress). Equal states
+//! have equal futures, so skipping such bytes finds exactly the matches of
+//! the plain search (`tests` compare the two).
+
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::hybrid::LazyStateID;
+use regex_automata::nfa::thompson;
+use regex_automata::util::pool::Pool;
+use regex_automata::util::start;
+use regex_automata::{Anchored, HalfMatch, Input, Match, MatchKind};
+use regex_syntax::hir::Hir;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+
+/// Look-behind kinds: the distinct start states of the DFA by the byte before
+/// the search position (word, non-word, and for patterns with line anchors,
+/// line ends), and one for the start of the haystack.
+const KINDS: usize = 8;
+const TEXT: usize = KINDS - 1;
+
+/// The lazy DFAs' cache (the default of `regex-automata`'s meta regex).
+const CACHE_CAPACITY: usize = 2 << 20;
+
+/// Skipping pays only when most bytes cannot begin a match: at most this
+/// many of the 256 byte values may, after any look-behind. (The default
+/// detectors: 47 after a non-word byte, 1 after a word byte.)
+const MAX_BEGINNING_BYTES: usize = 64;
+
+type CacheFn = Box<dyn Fn() -> Caches + Send + Sync + UnwindSafe + RefUnwindSafe>;
+
+pub struct Caches {
+    forward: Cache,
+    reverse: Cache,
+}
+
+pub struct SkippingRegex {
+    forward: DFA,
+    reverse: DFA,
+    /// The kind of each look-behind byte.
+    kind: [u8; 256],
+    /// A byte of each kind (0..kinds), to ask the DFA for its start state.
+    kind_bytes: Vec<u8>,
+    /// Per look-behind kind, whether a byte may begin a match.
+    begins: [[bool; 256]; KINDS],
+    caches: Pool<Caches, CacheFn>,
+}
+
+impl std::fmt::Debug for SkippingRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkippingRegex")
+            .field("kinds", &self.kind_bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SkippingRegex {
+    /// The skipping search of `hirs`, or `None` when it would not pay (too
+    /// many bytes may begin a match) or cannot be built.
+    pub fn build(hirs: &[Hir], nfa_size_limit: usize) -> Option<Self> {
+        let nfa = |reverse: bool| {
+            thompson::Compiler::new()
+                .configure(
+                    thompson::Config::new()
+                        .which_captures(thompson::WhichCaptures::None)
+                        .reverse(reverse)
+                        .nfa_size_limit(Some(nfa_size_limit)),
+                )
+                .build_many_from_hir(hirs)
+                .ok()
+        };
+        let forward = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .specialize_start_states(true)
+                    .cache_capacity(CACHE_CAPACITY),
+            )
+            .build_from_nfa(nfa(false)?)
+            .ok()?;
+        // The reverse search finds the start of a match from its end, as
+        // `regex-automata`'s own regexes do.
+        let reverse = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::All)
+                    .cache_capacity(CACHE_CAPACITY),
+            )
+            .build_from_nfa(nfa(true)?)
+            .ok()?;
+        let (kind, kind_bytes, begins) = beginnings(&forward)?;
+        let beginning = begins
+            .iter()
+            .take(kind_bytes.len())
+            .chain(begins.get(TEXT))
+            .map(|row| row.iter().filter(|&&b| b).count())
+            .max()
+            .unwrap_or(0);
+        if beginning > MAX_BEGINNING_BYTES {
+            return None;
+        }
+        let (f, r) = (forward.clone(), reverse.clone());
+        let create: CacheFn = Box::new(move || Caches {
+            forward: f.create_cache(),
+            reverse: r.create_cache(),
+        });
+        Some(Self {
+            forward,
+            reverse,
+            kind,
+            kind_bytes,
+            begins,
+            caches: Pool::new(create),
+        })
+    }
+
+    /// The leftmost-first match in `hay[from..]`, `hay[..from]` being
+    /// look-behind only: the same match as an unanchored search of
+    /// `regex-automata` over the same patterns. `None` also if the lazy DFA
+    /// gives up, which it does not without a configured clear limit.
+    pub fn find(&self, hay: &[u8], from: usize) -> Option<Match> {
+        let mut caches = self.caches.get();
+        let end = self.find_end(&mut caches.forward, hay, from)?;
+        let input = Input::new(hay)
+            .range(from..end.offset())
+            .anchored(Anchored::Yes);
+        let start = self
+            .reverse
+            .try_search_rev(&mut caches.reverse, &input)
+            .ok()??;
+        Some(Match::new(end.pattern(), start.offset()..end.offset()))
+    }
+
+    /// The next position at or after `at` where a match may begin, and the
+    /// kind of the byte before it.
+    fn next_beginning(&self, hay: &[u8], at: usize) -> Option<(usize, usize)> {
+        let mut kind = at
+            .checked_sub(1)
+            .and_then(|i| hay.get(i))
+            .map_or(TEXT, |&b| self.kind_of(b));
+        for (i, &b) in hay.get(at..)?.iter().enumerate() {
+            if self.may_begin(kind, b) {
+                return Some((at + i, kind));
+            }
+            kind = self.kind_of(b);
+        }
+        None
+    }
+
+    fn kind_of(&self, b: u8) -> usize {
+        self.kind
+            .get(usize::from(b))
+            .map_or(TEXT, |&k| usize::from(k))
+    }
+
+    fn may_begin(&self, kind: usize, b: u8) -> bool {
+        self.begins
+            .get(kind)
+            .and_then(|row| row.get(usize::from(b)))
+            .is_none_or(|&yes| yes)
+    }
+
+    /// The DFA's start state of each kind in `cache`. Needed again after the
+    /// cache was cleared, which invalidates its state ids.
+    fn start_states(&self, cache: &mut Cache) -> Option<[LazyStateID; KINDS]> {
+        let mut states = [LazyStateID::default(); KINDS];
+        let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
+        for (slot, &b) in states.iter_mut().zip(&self.kind_bytes) {
+            *slot = self.forward.start_state(cache, &config(Some(b))).ok()?;
+        }
+        *states.get_mut(TEXT)? = self.forward.start_state(cache, &config(None)).ok()?;
+        Some(states)
+    }
+
+    /// The end (and pattern) of the leftmost-first match, as the lazy DFA's
+    /// own forward search finds it, skipping from start states.
+    fn find_end(&self, cache: &mut Cache, hay: &[u8], from: usize) -> Option<HalfMatch> {
+        let dfa = &self.forward;
+        let (mut at, kind) = self.next_beginning(hay, from)?;
+        let mut starts = self.start_states(cache)?;
+        let mut clears = cache.clear_count();
+        let mut sid = *starts.get(kind)?;
+        let mut found = None;
+        while let Some(&b) = hay.get(at) {
+            sid = if sid.is_tagged() {
+                dfa.next_state(cache, sid, b).ok()?
+            } else {
+                match dfa.next_state_untagged(cache, sid, b) {
+                    next if next.is_unknown() => dfa.next_state(cache, sid, b).ok()?,
+                    next => next,
+                }
+            };
+            if sid.is_tagged() {
+                if sid.is_start() {
+                    // Nothing in progress: skip to where a match may begin.
+                    // Not while a match is pending: the DFA may still be
+                    // deciding between it and a longer one.
+                    if found.is_none() {
+                        let (next, kind) = self.next_beginning(hay, at + 1)?;
+                        if cache.clear_count() != clears {
+                            starts = self.start_states(cache)?;
+                            clears = cache.clear_count();
+                        }
+                        at = next;
+                        sid = *starts.get(kind)?;
+                        continue;
+                    }
+                } else if sid.is_match() {
+                    // Matches are reported one byte late: the match ends at `at`.
+                    found = Some(HalfMatch::new(dfa.match_pattern(cache, sid, 0), at));
+                } else if sid.is_dead() || sid.is_quit() {
+                    return found;
+                }
+            }
+            at += 1;
+        }
+        let eoi = dfa.next_eoi_state(cache, sid).ok()?;
+        if eoi.is_match() {
+            found = Some(HalfMatch::new(dfa.match_pattern(cache, eoi, 0), hay.len()));
+        }
+        found
+    }
+}
+
+/// Reads the skip table off the forward DFA: the kind of each look-behind
+/// byte, a byte of each kind, and which bytes may begin a match after each
+/// kind. `None` if the patterns need more kinds than the table has.
+#[allow(clippy::type_complexity)]
+fn beginnings(dfa: &DFA) -> Option<([u8; 256], Vec<u8>, [[bool; 256]; KINDS])> {
+    let mut cache = dfa.create_cache();
+    let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
+    let mut states: Vec<LazyStateID> = Vec::new();
+    let mut kind_bytes = Vec::new();
+    let mut kind = [0u8; 256];
+    for b in 0..=255u8 {
+        let state = dfa.start_state(&mut cache, &config(Some(b))).ok()?;
+        let k = match states.iter().position(|&s| s == state) {
+            Some(k) => k,
+            None => {
+                states.push(state);
+                kind_bytes.push(b);
+                states.len() - 1
+            }
+        };
+        if k >= TEXT {
+            return None;
+        }
+        *kind.get_mut(usize::from(b))? = u8::try_from(k).ok()?;
+    }
+    let text = dfa.start_state(&mut cache, &config(None)).ok()?;
+    let mut begins = [[true; 256]; KINDS];
+    let rows = states.iter().copied().enumerate().chain([(TEXT, text)]);
+    for (k, state) in rows {
+        let row = begins.get_mut(k)?;
+        for b in 0..=255u8 {
+            let next = dfa.next_state(&mut cache, state, b).ok()?;
+            let restart = *states.get(usize::from(*kind.get(usize::from(b))?))?;
+            *row.get_mut(usize::from(b))? = next != restart;
+        }
+    }
+    // Ids are only comparable within one cache generation.
+    if cache.clear_count() != 0 {
+        return None;
+    }
+    Some((kind, kind_bytes, begins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::BUILTINS;
+    use crate::rewrite::open_long_ranges;
+    use regex_automata::meta::Regex;
+
+    fn hirs(patterns: &[&str]) -> Vec<Hir> {
+        patterns
+            .iter()
+            .map(|p| {
+                let hir = regex_syntax::ParserBuilder::new()
+                    .unicode(false)
+                    .utf8(false)
+                    .build()
+                    .parse(p)
+                    .unwrap();
+                open_long_ranges(&hir)
+            })
+            .collect()
+    }
+
+    /// The scanner's combined lane: the default detectors but e-mail.
+    fn default_lane() -> Vec<Hir> {
+        let patterns: Vec<&str> = BUILTINS
+            .iter()
+            .filter(|b| !b.opt_in && b.name != "email")
+            .map(|b| b.pattern)
+            .collect();
+        hirs(&patterns)
+    }
+
+    /// Every match from every start position, as (pattern, start, end).
+    fn all_matches(
+        find: impl Fn(usize) -> Option<Match>,
+        len: usize,
+    ) -> Vec<(usize, usize, usize)> {
+        (0..=len)
+            .filter_map(|from| find(from).map(|m| (m.pattern().as_usize(), m.start(), m.end())))
+            .collect()
+    }
+
+    fn assert_same_as_meta(hirs: &[Hir], hay: &[u8]) {
+        let skipping = SkippingRegex::build(hirs, 8 << 20).unwrap();
+        let meta = Regex::builder().build_many_from_hir(hirs).unwrap();
+        let expected = all_matches(
+            |from| meta.search(&Input::new(hay).range(from..)),
+            hay.len(),
+        );
+        let actual = all_matches(|from| skipping.find(hay, from), hay.len());
+        assert_eq!(actual, expected, "{}", String::from_utf8_lossy(hay));
+    }
+
+    /// Text made of the detectors' values, near misses and filler, cut and
+    /// glued at pseudo-random places so values meet words, digits and each
+    /// other at every kind of boundary.
+    fn mixed_text(seed: u64, len: usize) -> Vec<u8> {
+        const PIECES: &[&str] = &[
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "4111111111111111",
+            "378282246310005",
+            "123-45-6789",
+            "078-05-1120",
+            "+1-415-555-2671",
+            "(415) 555-2671",
+            "415.555.2671",
+            "020 7946 0958",
+            "DE89 3704 0044 0532 0130 00",
+            "GB82WEST12345698765432",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "xoxb-1234567890-abcdefghij",
+            "sk_live_abcdefghij0123456789",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-part_1",
+            "Bearer abcdefghijklmnop.qrstu",
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----",
+            "2024-10-17T12:56:36.412Z",
+            "fd1af7d5-d9f1-49ee-b8a9-974abc78f649",
+            "v1.2.3",
+            "ord_0326394389",
+            "SKU-258249",
+            "secret",
+            "bearer",
+            "AKIA",
+            "ghp_",
+            "-----",
+            "+",
+            "(",
+            "status",
+            "pending",
+            "12345",
+            " ",
+            "\"",
+            ":",
+            ",",
+            "\n",
+            "x",
+            "_",
+            "-",
+            ".",
+        ];
+        let mut x = seed;
+        let mut out = Vec::with_capacity(len + 128);
+        while out.len() < len {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let piece = PIECES[(x >> 33) as usize % PIECES.len()].as_bytes();
+            // Sometimes only a part of a piece.
+            let cut = if (x >> 20) % 4 == 0 {
+                (x >> 40) as usize % (piece.len() + 1)
+            } else {
+                piece.len()
+            };
+            out.extend_from_slice(&piece[..cut]);
+        }
+        out
+    }
+
+    #[test]
+    fn finds_what_the_plain_search_finds() {
+        let lane = default_lane();
+        for seed in 0..40 {
+            assert_same_as_meta(&lane, &mixed_text(seed, 600));
+        }
+        for hay in [
+            &b""[..],
+            b"4111 1111 1111 1111",
+            b"x4111 1111 1111 1111",
+            b"card:4111111111111111,",
+            b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----",
+            b"call +44 20 7946 0958 now",
+        ] {
+            assert_same_as_meta(&lane, hay);
+        }
+    }
+
+    #[test]
+    fn honours_line_anchors_and_word_boundaries_of_custom_patterns() {
+        let lane = hirs(&[r"(?m)^ID-[0-9]{4}$", r"\bZQ[0-9]{2}\b", r"\B#[0-9]{3}"]);
+        for seed in 0..20 {
+            let mut hay = mixed_text(seed, 300);
+            hay.extend_from_slice(b"\nID-1234\nxID-1234\n ZQ12 aZQ12 a#123 #456\r\nID-9876");
+            assert_same_as_meta(&lane, &hay);
+        }
+    }
+
+    #[test]
+    fn is_not_used_where_most_bytes_may_begin_a_match() {
+        // E-mail: any word byte may begin the local part.
+        let email = BUILTINS.iter().find(|b| b.name == "email").unwrap();
+        assert!(SkippingRegex::build(&hirs(&[email.pattern]), 8 << 20).is_none());
+        let lane = SkippingRegex::build(&default_lane(), 8 << 20).unwrap();
+        // After a word byte only a PEM block's `-` may begin a match.
+        let after_word = lane.kind_of(b'a');
+        let row = lane.begins.get(after_word).unwrap();
+        let beginning: Vec<u8> = (0..=255u8).filter(|&b| row[usize::from(b)]).collect();
+        assert_eq!(beginning, b"-");
+    }
+}
