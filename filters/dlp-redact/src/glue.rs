@@ -58,7 +58,9 @@ impl Metrics {
     }
 
     /// Counts a report and logs what was found, by detector name only.
-    fn record(&self, policy: &Policy, report: &Report, place: &str) {
+    /// Counts what `report` found in one part (`headers`, `body`) of a message.
+    fn record(&self, policy: &Policy, report: &Report, direction: Direction, part: &str) {
+        let place = format_args!("{} {part}", direction.as_str());
         for &(id, n) in &report.found {
             if let Some(c) = self.detected.get(id) {
                 c.add(n);
@@ -260,9 +262,7 @@ impl Redact {
         }
         let mut report = Report::default();
         Self::redact_headers(&pass, scope, &mut headers, &mut report);
-        shared
-            .metrics
-            .record(policy, &report, &format!("{} headers", direction.as_str()));
+        shared.metrics.record(policy, &report, direction, "headers");
         if let Some(blocker) = report.block {
             // A refused response still sends its headers: redacted ones only.
             if headers.is_changed() {
@@ -534,11 +534,7 @@ impl Redact {
         m.bytes_scanned.add(scanned);
         m.scan_us.record(ns / 1000);
         m.stream_peak_bytes.record(peak as u64);
-        m.record(
-            &self.shared.policy,
-            report,
-            &format!("{} body", direction.as_str()),
-        );
+        m.record(&self.shared.policy, report, direction, "body");
     }
 
     /// Trailers end the stream without a final body chunk. A buffered body

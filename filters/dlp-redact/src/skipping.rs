@@ -58,6 +58,14 @@ pub struct SkippingRegex {
     kind_bytes: Vec<u8>,
     /// Per look-behind kind, whether a byte may begin a match.
     begins: [[bool; 256]; KINDS],
+    /// Per look-behind kind (but the haystack's start), a bit per pair of
+    /// bytes: set if a match may begin at either. Skipping by pairs halves
+    /// the steps, and a pair tells more than its first byte (`st` begins
+    /// none of the tokens that `s` may begin).
+    pairs: Vec<u64>,
+    /// Per look-behind kind, the bytes that begin no match after it and are
+    /// of the same kind: a run of them is skipped without looking further.
+    stays: [[bool; 256]; KINDS],
     caches: Pool<Caches, CacheFn>,
 }
 
@@ -103,7 +111,20 @@ impl SkippingRegex {
             )
             .build_from_nfa(nfa(true)?)
             .ok()?;
-        let (kind, kind_bytes, begins) = beginnings(&forward)?;
+        let Table {
+            kind,
+            kind_bytes,
+            begins,
+            pairs,
+        } = Table::read(&forward)?;
+        let mut stays = [[false; 256]; KINDS];
+        for (k, row) in stays.iter_mut().enumerate().take(kind_bytes.len()) {
+            for (b, stay) in row.iter_mut().enumerate() {
+                let same_kind = kind.get(b).is_some_and(|&kb| usize::from(kb) == k);
+                let begins_none = begins.get(k).and_then(|r| r.get(b)).is_some_and(|&x| !x);
+                *stay = same_kind && begins_none;
+            }
+        }
         let beginning = begins
             .iter()
             .take(kind_bytes.len())
@@ -125,6 +146,8 @@ impl SkippingRegex {
             kind,
             kind_bytes,
             begins,
+            pairs,
+            stays,
             caches: Pool::new(create),
         })
     }
@@ -148,18 +171,43 @@ impl SkippingRegex {
 
     /// The next position at or after `at` where a match may begin, and the
     /// kind of the byte before it.
-    fn next_beginning(&self, hay: &[u8], at: usize) -> Option<(usize, usize)> {
+    fn next_beginning(&self, hay: &[u8], mut at: usize) -> Option<(usize, usize)> {
         let mut kind = at
             .checked_sub(1)
             .and_then(|i| hay.get(i))
             .map_or(TEXT, |&b| self.kind_of(b));
-        for (i, &b) in hay.get(at..)?.iter().enumerate() {
-            if self.may_begin(kind, b) {
-                return Some((at + i, kind));
+        loop {
+            // A run of bytes that begin nothing and keep the kind (most of
+            // a word, after a word byte): one load and test per byte.
+            if let Some(stays) = self.stays.get(kind) {
+                while hay
+                    .get(at)
+                    .is_some_and(|&b| stays.get(usize::from(b)).is_some_and(|&s| s))
+                {
+                    at += 1;
+                }
             }
-            kind = self.kind_of(b);
+            let first = *hay.get(at)?;
+            if self.may_begin(kind, first) {
+                match hay.get(at + 1) {
+                    Some(&second) if kind != TEXT && !self.pair_may_begin(kind, first, second) => {
+                        kind = self.kind_of(second);
+                        at += 2;
+                        continue;
+                    }
+                    _ => return Some((at, kind)),
+                }
+            }
+            kind = self.kind_of(first);
+            at += 1;
         }
-        None
+    }
+
+    fn pair_may_begin(&self, kind: usize, first: u8, second: u8) -> bool {
+        let bit = pair_bit(kind, first, second);
+        self.pairs
+            .get(bit / 64)
+            .is_none_or(|&word| word >> (bit % 64) & 1 != 0)
     }
 
     fn kind_of(&self, b: u8) -> usize {
@@ -237,47 +285,81 @@ impl SkippingRegex {
     }
 }
 
-/// Reads the skip table off the forward DFA: the kind of each look-behind
-/// byte, a byte of each kind, and which bytes may begin a match after each
-/// kind. `None` if the patterns need more kinds than the table has.
-#[allow(clippy::type_complexity)]
-fn beginnings(dfa: &DFA) -> Option<([u8; 256], Vec<u8>, [[bool; 256]; KINDS])> {
-    let mut cache = dfa.create_cache();
-    let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
-    let mut states: Vec<LazyStateID> = Vec::new();
-    let mut kind_bytes = Vec::new();
-    let mut kind = [0u8; 256];
-    for b in 0..=255u8 {
-        let state = dfa.start_state(&mut cache, &config(Some(b))).ok()?;
-        let k = match states.iter().position(|&s| s == state) {
-            Some(k) => k,
-            None => {
-                states.push(state);
-                kind_bytes.push(b);
-                states.len() - 1
+fn pair_bit(kind: usize, first: u8, second: u8) -> usize {
+    kind << 16 | usize::from(first) << 8 | usize::from(second)
+}
+
+/// The skip tables, read off the forward DFA.
+struct Table {
+    kind: [u8; 256],
+    kind_bytes: Vec<u8>,
+    begins: [[bool; 256]; KINDS],
+    pairs: Vec<u64>,
+}
+
+impl Table {
+    /// The kind of each look-behind byte, a byte of each kind, and which
+    /// bytes and pairs may begin a match after each kind. `None` if the
+    /// patterns need more kinds than the table has.
+    fn read(dfa: &DFA) -> Option<Self> {
+        let mut cache = dfa.create_cache();
+        let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
+        let mut states: Vec<LazyStateID> = Vec::new();
+        let mut kind_bytes = Vec::new();
+        let mut kind = [0u8; 256];
+        for b in 0..=255u8 {
+            let state = dfa.start_state(&mut cache, &config(Some(b))).ok()?;
+            let k = match states.iter().position(|&s| s == state) {
+                Some(k) => k,
+                None => {
+                    states.push(state);
+                    kind_bytes.push(b);
+                    states.len() - 1
+                }
+            };
+            if k >= TEXT {
+                return None;
             }
+            *kind.get_mut(usize::from(b))? = u8::try_from(k).ok()?;
+        }
+        // After `b`, nothing in progress: the start state of b's kind.
+        let restart = |b: u8| {
+            kind.get(usize::from(b))
+                .and_then(|&k| states.get(usize::from(k)))
+                .copied()
         };
-        if k >= TEXT {
+        let text = dfa.start_state(&mut cache, &config(None)).ok()?;
+        let mut begins = [[true; 256]; KINDS];
+        let mut pairs = vec![u64::MAX; (states.len() << 16).div_ceil(64)];
+        let rows = states.iter().copied().enumerate().chain([(TEXT, text)]);
+        for (k, state) in rows {
+            for first in 0..=255u8 {
+                let next = dfa.next_state(&mut cache, state, first).ok()?;
+                let begins_here = next != restart(first)?;
+                *begins.get_mut(k)?.get_mut(usize::from(first))? = begins_here;
+                if k == TEXT {
+                    continue;
+                }
+                for second in 0..=255u8 {
+                    let after = dfa.next_state(&mut cache, next, second).ok()?;
+                    if after == restart(second)? {
+                        let bit = pair_bit(k, first, second);
+                        *pairs.get_mut(bit / 64)? &= !(1u64 << (bit % 64));
+                    }
+                }
+            }
+        }
+        // Ids are only comparable within one cache generation.
+        if cache.clear_count() != 0 {
             return None;
         }
-        *kind.get_mut(usize::from(b))? = u8::try_from(k).ok()?;
+        Some(Self {
+            kind,
+            kind_bytes,
+            begins,
+            pairs,
+        })
     }
-    let text = dfa.start_state(&mut cache, &config(None)).ok()?;
-    let mut begins = [[true; 256]; KINDS];
-    let rows = states.iter().copied().enumerate().chain([(TEXT, text)]);
-    for (k, state) in rows {
-        let row = begins.get_mut(k)?;
-        for b in 0..=255u8 {
-            let next = dfa.next_state(&mut cache, state, b).ok()?;
-            let restart = *states.get(usize::from(*kind.get(usize::from(b))?))?;
-            *row.get_mut(usize::from(b))? = next != restart;
-        }
-    }
-    // Ids are only comparable within one cache generation.
-    if cache.clear_count() != 0 {
-        return None;
-    }
-    Some((kind, kind_bytes, begins))
 }
 
 #[cfg(test)]

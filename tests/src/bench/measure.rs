@@ -45,6 +45,18 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// Ticks (1/100 s) that the hypervisor took from `cpu` since boot (the
+/// `steal` column of `/proc/stat`); 0 where the kernel does not report it.
+pub fn steal_ticks(cpu: u32) -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let prefix = format!("cpu{cpu} ");
+    stat.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split_whitespace().nth(7))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Pins every thread of `pid` to `cpu`.
 pub fn pin(pid: u32, cpu: u32) {
     let out = Command::new("taskset")

@@ -26,8 +26,8 @@ mod tokens;
 use pwf_tests::Envoy;
 
 use measure::{
-    cpu_ns, histogram, pin, status_kib, wasm_bytes, which, wrk, Environment, Sample, ENVOY_CPU,
-    LOAD_CPU,
+    cpu_ns, histogram, pin, status_kib, steal_ticks, wasm_bytes, which, wrk, Environment, Sample,
+    ENVOY_CPU, LOAD_CPU,
 };
 use report::{section, update_docs, Measured, Memory, DOCS};
 use suite::{all_suites, request_of, verify, Request, Services};
@@ -185,19 +185,22 @@ fn run_suite(name: &str, args: &Args, env: &Environment) {
                 wrk(envoy.port(), request, args.warmup, connections);
             }
             let before = cpu_ns(envoy.pid());
+            let steal_before = steal_ticks(ENVOY_CPU);
             let run = wrk(envoy.port(), request, args.duration, connections);
             let cpu = cpu_ns(envoy.pid()) - before;
+            let steal = steal_ticks(ENVOY_CPU).saturating_sub(steal_before);
             let s = Sample {
                 rps: run.requests as f64 / run.seconds,
                 cpu_us_per_req: cpu as f64 / 1000.0 / run.requests as f64,
             };
             eprintln!(
-                "run {}/{} {:<24} {:>9.0} req/s {:>7.2} CPU-us/req",
+                "run {}/{} {:<24} {:>9.0} req/s {:>7.2} CPU-us/req  steal {:>4.1}% of CPU {ENVOY_CPU}",
                 round + 1,
                 args.runs,
                 v.name,
                 s.rps,
-                s.cpu_us_per_req
+                s.cpu_us_per_req,
+                steal as f64 / run.seconds // ticks are 1/100 s
             );
             measured[i].samples.push(s);
         }
