@@ -57,19 +57,25 @@ impl Metrics {
         }
     }
 
-    /// Counts a report and logs what was found, by detector name only.
-    /// Counts what `report` found in one part (`headers`, `body`) of a message.
+    /// Counts what `report` found in one part (`headers`, `body`) of a
+    /// message, and logs it by detector name only.
     fn record(&self, policy: &Policy, report: &Report, direction: Direction, part: &str) {
-        let place = format_args!("{} {part}", direction.as_str());
+        let direction = direction.as_str();
         for &(id, n) in &report.found {
             if let Some(c) = self.detected.get(id) {
                 c.add(n);
             }
             if let Some(d) = policy.catalog.detector(id) {
                 if d.action == crate::redact::Action::Alert {
-                    log::warn!("{FILTER}: alert: {} found {n} time(s) in {place}", d.name);
+                    log::warn!(
+                        "{FILTER}: alert: {} found {n} time(s) in {direction} {part}",
+                        d.name
+                    );
                 } else {
-                    log::debug!("{FILTER}: {} found {n} time(s) in {place}", d.name);
+                    log::debug!(
+                        "{FILTER}: {} found {n} time(s) in {direction} {part}",
+                        d.name
+                    );
                 }
             }
         }

@@ -37,6 +37,11 @@ const TEXT: usize = KINDS - 1;
 /// The lazy DFAs' cache (the default of `regex-automata`'s meta regex).
 const CACHE_CAPACITY: usize = 2 << 20;
 
+/// The cache of the throwaway DFA that the skip tables are read off: room
+/// for every state the walk over all byte pairs reaches (a clear would
+/// invalidate the ids it compares, so the tables are then not built).
+const TABLE_CACHE_CAPACITY: usize = 8 << 20;
+
 /// Skipping pays only when most bytes cannot begin a match: at most this
 /// many of the 256 byte values may, after any look-behind. (The default
 /// detectors: 47 after a non-word byte, 1 after a word byte.)
@@ -81,6 +86,10 @@ impl SkippingRegex {
     /// The skipping search of `hirs`, or `None` when it would not pay (too
     /// many bytes may begin a match) or cannot be built.
     pub fn build(hirs: &[Hir], nfa_size_limit: usize) -> Option<Self> {
+        Self::build_with_cache(hirs, nfa_size_limit, CACHE_CAPACITY)
+    }
+
+    fn build_with_cache(hirs: &[Hir], nfa_size_limit: usize, capacity: usize) -> Option<Self> {
         let nfa = |reverse: bool| {
             thompson::Compiler::new()
                 .configure(
@@ -92,31 +101,35 @@ impl SkippingRegex {
                 .build_many_from_hir(hirs)
                 .ok()
         };
-        let forward = DFA::builder()
-            .configure(
-                DFA::config()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .specialize_start_states(true)
-                    .cache_capacity(CACHE_CAPACITY),
-            )
-            .build_from_nfa(nfa(false)?)
-            .ok()?;
+        let forward_nfa = nfa(false)?;
+        let forward_dfa = |capacity: usize| {
+            DFA::builder()
+                .configure(
+                    DFA::config()
+                        .match_kind(MatchKind::LeftmostFirst)
+                        .specialize_start_states(true)
+                        .cache_capacity(capacity),
+                )
+                .build_from_nfa(forward_nfa.clone())
+                .ok()
+        };
+        let Table {
+            kind,
+            kind_bytes,
+            begins,
+            pairs,
+        } = Table::read(&forward_dfa(TABLE_CACHE_CAPACITY)?)?;
+        let forward = forward_dfa(capacity)?;
         // The reverse search finds the start of a match from its end, as
         // `regex-automata`'s own regexes do.
         let reverse = DFA::builder()
             .configure(
                 DFA::config()
                     .match_kind(MatchKind::All)
-                    .cache_capacity(CACHE_CAPACITY),
+                    .cache_capacity(capacity),
             )
             .build_from_nfa(nfa(true)?)
             .ok()?;
-        let Table {
-            kind,
-            kind_bytes,
-            begins,
-            pairs,
-        } = Table::read(&forward)?;
         let mut stays = [[false; 256]; KINDS];
         for (k, row) in stays.iter_mut().enumerate().take(kind_bytes.len()) {
             for (b, stay) in row.iter_mut().enumerate() {
@@ -124,16 +137,6 @@ impl SkippingRegex {
                 let begins_none = begins.get(k).and_then(|r| r.get(b)).is_some_and(|&x| !x);
                 *stay = same_kind && begins_none;
             }
-        }
-        let beginning = begins
-            .iter()
-            .take(kind_bytes.len())
-            .chain(begins.get(TEXT))
-            .map(|row| row.iter().filter(|&&b| b).count())
-            .max()
-            .unwrap_or(0);
-        if beginning > MAX_BEGINNING_BYTES {
-            return None;
         }
         let (f, r) = (forward.clone(), reverse.clone());
         let create: CacheFn = Box::new(move || Caches {
@@ -154,10 +157,16 @@ impl SkippingRegex {
 
     /// The leftmost-first match in `hay[from..]`, `hay[..from]` being
     /// look-behind only: the same match as an unanchored search of
-    /// `regex-automata` over the same patterns. `None` also if the lazy DFA
-    /// gives up, which it does not without a configured clear limit.
+    /// `regex-automata` over the same patterns, which cannot match the empty
+    /// string (the catalog refuses such patterns). `None` if there is none,
+    /// and in the cases `regex-automata` reports as errors, which these
+    /// automata do not produce: a lazy DFA only gives up with a configured
+    /// clear limit, and quits only on configured bytes.
     pub fn find(&self, hay: &[u8], from: usize) -> Option<Match> {
-        let mut caches = self.caches.get();
+        self.find_with(&mut self.caches.get(), hay, from)
+    }
+
+    fn find_with(&self, caches: &mut Caches, hay: &[u8], from: usize) -> Option<Match> {
         let end = self.find_end(&mut caches.forward, hay, from)?;
         let input = Input::new(hay)
             .range(from..end.offset())
@@ -223,16 +232,23 @@ impl SkippingRegex {
             .is_none_or(|&yes| yes)
     }
 
-    /// The DFA's start state of each kind in `cache`. Needed again after the
-    /// cache was cleared, which invalidates its state ids.
-    fn start_states(&self, cache: &mut Cache) -> Option<[LazyStateID; KINDS]> {
-        let mut states = [LazyStateID::default(); KINDS];
+    /// The DFA's start state of each kind in `cache`, and the cache's clear
+    /// count they are valid for: a clear (which any new state may cause,
+    /// including a start state) invalidates every state id taken before it.
+    fn start_states(&self, cache: &mut Cache) -> Option<([LazyStateID; KINDS], usize)> {
         let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
-        for (slot, &b) in states.iter_mut().zip(&self.kind_bytes) {
-            *slot = self.forward.start_state(cache, &config(Some(b))).ok()?;
+        for _ in 0..3 {
+            let clears = cache.clear_count();
+            let mut states = [LazyStateID::default(); KINDS];
+            for (slot, &b) in states.iter_mut().zip(&self.kind_bytes) {
+                *slot = self.forward.start_state(cache, &config(Some(b))).ok()?;
+            }
+            *states.get_mut(TEXT)? = self.forward.start_state(cache, &config(None)).ok()?;
+            if cache.clear_count() == clears {
+                return Some((states, clears));
+            }
         }
-        *states.get_mut(TEXT)? = self.forward.start_state(cache, &config(None)).ok()?;
-        Some(states)
+        None
     }
 
     /// The end (and pattern) of the leftmost-first match, as the lazy DFA's
@@ -240,8 +256,7 @@ impl SkippingRegex {
     fn find_end(&self, cache: &mut Cache, hay: &[u8], from: usize) -> Option<HalfMatch> {
         let dfa = &self.forward;
         let (mut at, kind) = self.next_beginning(hay, from)?;
-        let mut starts = self.start_states(cache)?;
-        let mut clears = cache.clear_count();
+        let (mut starts, mut clears) = self.start_states(cache)?;
         let mut sid = *starts.get(kind)?;
         let mut found = None;
         while let Some(&b) = hay.get(at) {
@@ -256,13 +271,15 @@ impl SkippingRegex {
             if sid.is_tagged() {
                 if sid.is_start() {
                     // Nothing in progress: skip to where a match may begin.
-                    // Not while a match is pending: the DFA may still be
-                    // deciding between it and a longer one.
+                    // (With a match found, leftmost-first has dropped the
+                    // unanchored start, so no start state comes up.) A start
+                    // state that a cleared cache re-created through a
+                    // transition is not tagged: the search is then only
+                    // slower, walking every byte, never different.
                     if found.is_none() {
                         let (next, kind) = self.next_beginning(hay, at + 1)?;
                         if cache.clear_count() != clears {
-                            starts = self.start_states(cache)?;
-                            clears = cache.clear_count();
+                            (starts, clears) = self.start_states(cache)?;
                         }
                         at = next;
                         sid = *starts.get(kind)?;
@@ -272,6 +289,7 @@ impl SkippingRegex {
                     // Matches are reported one byte late: the match ends at `at`.
                     found = Some(HalfMatch::new(dfa.match_pattern(cache, sid, 0), at));
                 } else if sid.is_dead() || sid.is_quit() {
+                    // (No quit bytes are configured.)
                     return found;
                 }
             }
@@ -300,7 +318,9 @@ struct Table {
 impl Table {
     /// The kind of each look-behind byte, a byte of each kind, and which
     /// bytes and pairs may begin a match after each kind. `None` if the
-    /// patterns need more kinds than the table has.
+    /// patterns need more kinds than the table has, if skipping would not
+    /// pay, or if `dfa`'s cache had to be cleared (its ids would no longer
+    /// compare).
     fn read(dfa: &DFA) -> Option<Self> {
         let mut cache = dfa.create_cache();
         let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
@@ -322,36 +342,58 @@ impl Table {
             }
             *kind.get_mut(usize::from(b))? = u8::try_from(k).ok()?;
         }
+        let text = dfa.start_state(&mut cache, &config(None)).ok()?;
+        if cache.clear_count() != 0 {
+            return None;
+        }
         // After `b`, nothing in progress: the start state of b's kind.
         let restart = |b: u8| {
             kind.get(usize::from(b))
                 .and_then(|&k| states.get(usize::from(k)))
                 .copied()
         };
-        let text = dfa.start_state(&mut cache, &config(None)).ok()?;
+        let rows: Vec<(usize, LazyStateID)> = states
+            .iter()
+            .copied()
+            .enumerate()
+            .chain([(TEXT, text)])
+            .collect();
         let mut begins = [[true; 256]; KINDS];
-        let mut pairs = vec![u64::MAX; (states.len() << 16).div_ceil(64)];
-        let rows = states.iter().copied().enumerate().chain([(TEXT, text)]);
-        for (k, state) in rows {
+        let mut after_first = Vec::with_capacity(rows.len() * 256);
+        for &(k, state) in &rows {
             for first in 0..=255u8 {
                 let next = dfa.next_state(&mut cache, state, first).ok()?;
-                let begins_here = next != restart(first)?;
-                *begins.get_mut(k)?.get_mut(usize::from(first))? = begins_here;
-                if k == TEXT {
-                    continue;
+                if cache.clear_count() != 0 {
+                    return None;
                 }
-                for second in 0..=255u8 {
-                    let after = dfa.next_state(&mut cache, next, second).ok()?;
-                    if after == restart(second)? {
-                        let bit = pair_bit(k, first, second);
-                        *pairs.get_mut(bit / 64)? &= !(1u64 << (bit % 64));
-                    }
-                }
+                *begins.get_mut(k)?.get_mut(usize::from(first))? = next != restart(first)?;
+                after_first.push((k, first, next));
             }
         }
-        // Ids are only comparable within one cache generation.
-        if cache.clear_count() != 0 {
+        let most_beginning = rows
+            .iter()
+            .filter_map(|&(k, _)| begins.get(k))
+            .map(|row| row.iter().filter(|&&b| b).count())
+            .max()
+            .unwrap_or(0);
+        if most_beginning > MAX_BEGINNING_BYTES {
             return None;
+        }
+        let mut pairs = vec![u64::MAX; (states.len() << 16).div_ceil(64)];
+        for (k, first, next) in after_first {
+            if k == TEXT {
+                continue;
+            }
+            for second in 0..=255u8 {
+                let after = dfa.next_state(&mut cache, next, second).ok()?;
+                if cache.clear_count() != 0 {
+                    return None;
+                }
+                if after == restart(second)? {
+                    let bit = pair_bit(k, first, second);
+                    *pairs.get_mut(bit / 64)? &= !(1u64 << (bit % 64));
+                }
+            }
         }
         Some(Self {
             kind,
@@ -396,7 +438,7 @@ mod tests {
 
     /// Every match from every start position, as (pattern, start, end).
     fn all_matches(
-        find: impl Fn(usize) -> Option<Match>,
+        mut find: impl FnMut(usize) -> Option<Match>,
         len: usize,
     ) -> Vec<(usize, usize, usize)> {
         (0..=len)
@@ -419,59 +461,64 @@ mod tests {
     /// glued at pseudo-random places so values meet words, digits and each
     /// other at every kind of boundary.
     fn mixed_text(seed: u64, len: usize) -> Vec<u8> {
-        const PIECES: &[&str] = &[
-            "4111 1111 1111 1111",
-            "4111-1111-1111-1111",
-            "4111111111111111",
-            "378282246310005",
-            "123-45-6789",
-            "078-05-1120",
-            "+1-415-555-2671",
-            "(415) 555-2671",
-            "415.555.2671",
-            "020 7946 0958",
-            "DE89 3704 0044 0532 0130 00",
-            "GB82WEST12345698765432",
-            "AKIAIOSFODNN7EXAMPLE",
-            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-            "xoxb-1234567890-abcdefghij",
-            "sk_live_abcdefghij0123456789",
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-part_1",
-            "Bearer abcdefghijklmnop.qrstu",
-            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----",
-            "2024-10-17T12:56:36.412Z",
-            "fd1af7d5-d9f1-49ee-b8a9-974abc78f649",
-            "v1.2.3",
-            "ord_0326394389",
-            "SKU-258249",
-            "secret",
-            "bearer",
-            "AKIA",
-            "ghp_",
-            "-----",
-            "+",
-            "(",
-            "status",
-            "pending",
-            "12345",
-            " ",
-            "\"",
-            ":",
-            ",",
-            "\n",
-            "x",
-            "_",
-            "-",
-            ".",
-        ];
+        mixed_text_of(PIECES, seed, len)
+    }
+
+    const PIECES: &[&str] = &[
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "4111111111111111",
+        "378282246310005",
+        "123-45-6789",
+        "078-05-1120",
+        "+1-415-555-2671",
+        "(415) 555-2671",
+        "415.555.2671",
+        "020 7946 0958",
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "AKIAIOSFODNN7EXAMPLE",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "xoxb-1234567890-abcdefghij",
+        "sk_live_abcdefghij0123456789",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-part_1",
+        "Bearer abcdefghijklmnop.qrstu",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----",
+        "2024-10-17T12:56:36.412Z",
+        "fd1af7d5-d9f1-49ee-b8a9-974abc78f649",
+        "v1.2.3",
+        "ord_0326394389",
+        "SKU-258249",
+        "secret",
+        "bearer",
+        "AKIA",
+        "ghp_",
+        "-----",
+        "+",
+        "(",
+        "status",
+        "pending",
+        "12345",
+        " ",
+        "\"",
+        ":",
+        ",",
+        "\n",
+        "x",
+        "_",
+        "-",
+        ".",
+    ];
+
+    fn mixed_text_of(pieces: &[&str], seed: u64, len: usize) -> Vec<u8> {
         let mut x = seed;
         let mut out = Vec::with_capacity(len + 128);
         while out.len() < len {
             x = x
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
-            let piece = PIECES[(x >> 33) as usize % PIECES.len()].as_bytes();
+            let piece = pieces[(x >> 33) as usize % pieces.len()].as_bytes();
             // Sometimes only a part of a piece.
             let cut = if (x >> 20) % 4 == 0 {
                 (x >> 40) as usize % (piece.len() + 1)
@@ -503,12 +550,60 @@ mod tests {
 
     #[test]
     fn honours_line_anchors_and_word_boundaries_of_custom_patterns() {
-        let lane = hirs(&[r"(?m)^ID-[0-9]{4}$", r"\bZQ[0-9]{2}\b", r"\B#[0-9]{3}"]);
-        for seed in 0..20 {
-            let mut hay = mixed_text(seed, 300);
-            hay.extend_from_slice(b"\nID-1234\nxID-1234\n ZQ12 aZQ12 a#123 #456\r\nID-9876");
-            assert_same_as_meta(&lane, &hay);
+        let lane = hirs(&[
+            r"(?m)^ID-[0-9]{4}$",
+            r"\bZQ[0-9]{2}\b",
+            r"\B#[0-9]{3}",
+            r"(?R)^R[0-9]$",
+            r"\AA[0-9]",
+        ]);
+        let pieces = [
+            "ID-1234", "ZQ12", "#456", "R7", "A1", "\n", "\r\n", "\r", " ", "x", "9", "-",
+        ];
+        for seed in 0..40 {
+            assert_same_as_meta(&lane, &mixed_text_of(&pieces, seed, 200));
         }
+        assert_same_as_meta(
+            &lane,
+            b"A1 ID-1234\nxID-1234\n ZQ12 aZQ12 a#123 #456\r\nR7\r\n",
+        );
+    }
+
+    /// With a cache so small that the lazy DFA clears it again and again,
+    /// state ids go stale: the search must notice, and find the same.
+    #[test]
+    fn finds_the_same_when_the_cache_is_cleared() {
+        let lane = default_lane();
+        let mut capacity = 1024;
+        let skipping = loop {
+            if let Some(s) = SkippingRegex::build_with_cache(&lane, 8 << 20, capacity) {
+                break s;
+            }
+            capacity *= 2;
+            assert!(capacity < CACHE_CAPACITY, "no small cache fits");
+        };
+        let meta = Regex::builder().build_many_from_hir(&lane).unwrap();
+        let mut caches = Caches {
+            forward: skipping.forward.create_cache(),
+            reverse: skipping.reverse.create_cache(),
+        };
+        for seed in 0..10 {
+            let hay = mixed_text(seed, 2000);
+            let expected = all_matches(
+                |from| meta.search(&Input::new(&hay).range(from..)),
+                hay.len(),
+            );
+            let actual = all_matches(
+                |from| skipping.find_with(&mut caches, &hay, from),
+                hay.len(),
+            );
+            assert_eq!(actual, expected);
+        }
+        assert!(
+            caches.forward.clear_count() > 10,
+            "{}",
+            caches.forward.clear_count()
+        );
     }
 
     #[test]
