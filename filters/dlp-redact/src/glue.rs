@@ -14,6 +14,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType};
 use pwf_shared::host::{self, HeaderMapType};
 use pwf_shared::metrics::{Counter, Histogram};
 use pwf_shared::HeaderList;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 const FILTER: &str = "dlp_redact";
@@ -86,7 +87,14 @@ impl Metrics {
 struct Shared {
     policy: Policy,
     metrics: Metrics,
+    /// Where a streamed chunk is redacted into, reused by every chunk of
+    /// every stream of this VM (one callback at a time): memory that stays
+    /// in the CPU's caches, where a fresh allocation per chunk does not.
+    scratch: RefCell<Vec<u8>>,
 }
+
+/// A larger scratch buffer (after an unusually large chunk) is given back.
+const SCRATCH_KEPT: usize = 256 * 1024;
 
 #[derive(Default)]
 pub struct Root {
@@ -102,7 +110,11 @@ impl RootContext for Root {
         match policy {
             Some(policy) => {
                 let metrics = Metrics::define(&policy);
-                self.shared = Some(Rc::new(Shared { policy, metrics }));
+                self.shared = Some(Rc::new(Shared {
+                    policy,
+                    metrics,
+                    scratch: RefCell::default(),
+                }));
                 true
             }
             None => false,
@@ -418,12 +430,21 @@ impl Redact {
             } => {
                 let chunk = read_body(direction, size);
                 let started = host::unix_ns();
-                let mut out = Vec::with_capacity(chunk.len().saturating_add(64));
-                let unchanged = stream.push(&pass, &chunk, end_of_stream, &mut out, &mut report);
+                let mut scratch = shared.scratch.try_borrow_mut().ok();
+                let mut fresh = Vec::new();
+                let out = match scratch.as_deref_mut() {
+                    Some(buffer) => buffer,
+                    None => &mut fresh,
+                };
+                out.clear();
+                let unchanged = stream.push(&pass, &chunk, end_of_stream, out, &mut report);
                 scan_ns = scan_ns.saturating_add(host::unix_ns().saturating_sub(started));
                 if !unchanged {
-                    write_body(direction, size, &out);
+                    write_body(direction, size, out);
                 }
+                out.clear();
+                out.shrink_to(SCRATCH_KEPT);
+                drop(scratch);
                 if end_of_stream {
                     self.finish(direction, &report, stream.scanned(), stream.peak(), scan_ns);
                 } else {
