@@ -456,10 +456,10 @@ impl Lane {
 
     /// The leftmost-first match in `hay[from..]`.
     fn find(&self, hay: &[u8], from: usize) -> Option<regex_automata::Match> {
-        match &self.skipping {
-            Some(skipping) => skipping.find(hay, from),
-            None => self.regex.search(&Input::new(hay).range(from..)),
+        if let Some(Ok(found)) = self.skipping.as_ref().map(|s| s.find(hay, from)) {
+            return found;
         }
+        self.regex.search(&Input::new(hay).range(from..))
     }
 }
 

@@ -158,24 +158,36 @@ impl SkippingRegex {
     /// The leftmost-first match in `hay[from..]`, `hay[..from]` being
     /// look-behind only: the same match as an unanchored search of
     /// `regex-automata` over the same patterns, which cannot match the empty
-    /// string (the catalog refuses such patterns). `None` if there is none,
-    /// and in the cases `regex-automata` reports as errors, which these
-    /// automata do not produce: a lazy DFA only gives up with a configured
-    /// clear limit, and quits only on configured bytes.
-    pub fn find(&self, hay: &[u8], from: usize) -> Option<Match> {
+    /// string (the catalog refuses such patterns). [`GaveUp`] where
+    /// `regex-automata` reports an error, which these automata do not
+    /// produce (a lazy DFA gives up only with a configured clear limit, and
+    /// quits only on configured bytes): the caller then searches otherwise,
+    /// so that no error passes for "nothing found".
+    pub fn find(&self, hay: &[u8], from: usize) -> Result<Option<Match>, GaveUp> {
         self.find_with(&mut self.caches.get(), hay, from)
     }
 
-    fn find_with(&self, caches: &mut Caches, hay: &[u8], from: usize) -> Option<Match> {
-        let end = self.find_end(&mut caches.forward, hay, from)?;
+    fn find_with(
+        &self,
+        caches: &mut Caches,
+        hay: &[u8],
+        from: usize,
+    ) -> Result<Option<Match>, GaveUp> {
+        let Some(end) = self.find_end(&mut caches.forward, hay, from)? else {
+            return Ok(None);
+        };
         let input = Input::new(hay)
             .range(from..end.offset())
             .anchored(Anchored::Yes);
         let start = self
             .reverse
             .try_search_rev(&mut caches.reverse, &input)
-            .ok()??;
-        Some(Match::new(end.pattern(), start.offset()..end.offset()))
+            .map_err(|_| GaveUp)?
+            .ok_or(GaveUp)?;
+        Ok(Some(Match::new(
+            end.pattern(),
+            start.offset()..end.offset(),
+        )))
     }
 
     /// The next position at or after `at` where a match may begin, and the
@@ -235,36 +247,53 @@ impl SkippingRegex {
     /// The DFA's start state of each kind in `cache`, and the cache's clear
     /// count they are valid for: a clear (which any new state may cause,
     /// including a start state) invalidates every state id taken before it.
-    fn start_states(&self, cache: &mut Cache) -> Option<([LazyStateID; KINDS], usize)> {
+    fn start_states(&self, cache: &mut Cache) -> Result<([LazyStateID; KINDS], usize), GaveUp> {
         let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
+        // A clear empties the cache, so a second attempt fits.
         for _ in 0..3 {
             let clears = cache.clear_count();
             let mut states = [LazyStateID::default(); KINDS];
-            for (slot, &b) in states.iter_mut().zip(&self.kind_bytes) {
-                *slot = self.forward.start_state(cache, &config(Some(b))).ok()?;
+            for (k, slot) in states.iter_mut().enumerate() {
+                let look = match self.kind_bytes.get(k) {
+                    Some(&b) => Some(b),
+                    None if k == TEXT => None,
+                    None => continue,
+                };
+                *slot = self
+                    .forward
+                    .start_state(cache, &config(look))
+                    .map_err(|_| GaveUp)?;
             }
-            *states.get_mut(TEXT)? = self.forward.start_state(cache, &config(None)).ok()?;
             if cache.clear_count() == clears {
-                return Some((states, clears));
+                return Ok((states, clears));
             }
         }
-        None
+        Err(GaveUp)
     }
 
     /// The end (and pattern) of the leftmost-first match, as the lazy DFA's
     /// own forward search finds it, skipping from start states.
-    fn find_end(&self, cache: &mut Cache, hay: &[u8], from: usize) -> Option<HalfMatch> {
+    fn find_end(
+        &self,
+        cache: &mut Cache,
+        hay: &[u8],
+        from: usize,
+    ) -> Result<Option<HalfMatch>, GaveUp> {
         let dfa = &self.forward;
-        let (mut at, kind) = self.next_beginning(hay, from)?;
+        let Some((mut at, kind)) = self.next_beginning(hay, from) else {
+            return Ok(None);
+        };
         let (mut starts, mut clears) = self.start_states(cache)?;
-        let mut sid = *starts.get(kind)?;
+        let mut sid = *starts.get(kind).ok_or(GaveUp)?;
         let mut found = None;
         while let Some(&b) = hay.get(at) {
             sid = if sid.is_tagged() {
-                dfa.next_state(cache, sid, b).ok()?
+                dfa.next_state(cache, sid, b).map_err(|_| GaveUp)?
             } else {
                 match dfa.next_state_untagged(cache, sid, b) {
-                    next if next.is_unknown() => dfa.next_state(cache, sid, b).ok()?,
+                    next if next.is_unknown() => {
+                        dfa.next_state(cache, sid, b).map_err(|_| GaveUp)?
+                    }
                     next => next,
                 }
             };
@@ -277,31 +306,38 @@ impl SkippingRegex {
                     // transition is not tagged: the search is then only
                     // slower, walking every byte, never different.
                     if found.is_none() {
-                        let (next, kind) = self.next_beginning(hay, at + 1)?;
+                        let Some((next, kind)) = self.next_beginning(hay, at + 1) else {
+                            return Ok(None);
+                        };
                         if cache.clear_count() != clears {
                             (starts, clears) = self.start_states(cache)?;
                         }
                         at = next;
-                        sid = *starts.get(kind)?;
+                        sid = *starts.get(kind).ok_or(GaveUp)?;
                         continue;
                     }
                 } else if sid.is_match() {
                     // Matches are reported one byte late: the match ends at `at`.
                     found = Some(HalfMatch::new(dfa.match_pattern(cache, sid, 0), at));
-                } else if sid.is_dead() || sid.is_quit() {
-                    // (No quit bytes are configured.)
-                    return found;
+                } else if sid.is_dead() {
+                    return Ok(found);
+                } else if sid.is_quit() {
+                    return Err(GaveUp);
                 }
             }
             at += 1;
         }
-        let eoi = dfa.next_eoi_state(cache, sid).ok()?;
+        let eoi = dfa.next_eoi_state(cache, sid).map_err(|_| GaveUp)?;
         if eoi.is_match() {
             found = Some(HalfMatch::new(dfa.match_pattern(cache, eoi, 0), hay.len()));
         }
-        found
+        Ok(found)
     }
 }
+
+/// The skipping search could not run; another engine must search instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaveUp;
 
 fn pair_bit(kind: usize, first: u8, second: u8) -> usize {
     kind << 16 | usize::from(first) << 8 | usize::from(second)
@@ -453,7 +489,7 @@ mod tests {
             |from| meta.search(&Input::new(hay).range(from..)),
             hay.len(),
         );
-        let actual = all_matches(|from| skipping.find(hay, from), hay.len());
+        let actual = all_matches(|from| skipping.find(hay, from).unwrap(), hay.len());
         assert_eq!(actual, expected, "{}", String::from_utf8_lossy(hay));
     }
 
@@ -594,7 +630,7 @@ mod tests {
                 hay.len(),
             );
             let actual = all_matches(
-                |from| skipping.find_with(&mut caches, &hay, from),
+                |from| skipping.find_with(&mut caches, &hay, from).unwrap(),
                 hay.len(),
             );
             assert_eq!(actual, expected);
