@@ -90,35 +90,14 @@ impl SkippingRegex {
     }
 
     fn build_with_cache(hirs: &[Hir], nfa_size_limit: usize, capacity: usize) -> Option<Self> {
-        let nfa = |reverse: bool| {
-            thompson::Compiler::new()
-                .configure(
-                    thompson::Config::new()
-                        .which_captures(thompson::WhichCaptures::None)
-                        .reverse(reverse)
-                        .nfa_size_limit(Some(nfa_size_limit)),
-                )
-                .build_many_from_hir(hirs)
-                .ok()
-        };
-        let forward_nfa = nfa(false)?;
-        let forward_dfa = |capacity: usize| {
-            DFA::builder()
-                .configure(
-                    DFA::config()
-                        .match_kind(MatchKind::LeftmostFirst)
-                        .specialize_start_states(true)
-                        .cache_capacity(capacity),
-                )
-                .build_from_nfa(forward_nfa.clone())
-                .ok()
-        };
+        let forward_nfa = compile(hirs, nfa_size_limit, false)?;
+        let forward_dfa = |capacity: usize| forward_dfa(forward_nfa.clone(), capacity);
         let Table {
             kind,
             kind_bytes,
             begins,
             pairs,
-        } = Table::read(&forward_dfa(TABLE_CACHE_CAPACITY)?)?;
+        } = Table::read(&forward_dfa(TABLE_CACHE_CAPACITY)?).ok()?;
         let forward = forward_dfa(capacity)?;
         // The reverse search finds the start of a match from its end, as
         // `regex-automata`'s own regexes do.
@@ -128,7 +107,7 @@ impl SkippingRegex {
                     .match_kind(MatchKind::All)
                     .cache_capacity(capacity),
             )
-            .build_from_nfa(nfa(true)?)
+            .build_from_nfa(compile(hirs, nfa_size_limit, true)?)
             .ok()?;
         let mut stays = [[false; 256]; KINDS];
         for (k, row) in stays.iter_mut().enumerate().take(kind_bytes.len()) {
@@ -339,6 +318,42 @@ impl SkippingRegex {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GaveUp;
 
+fn compile(hirs: &[Hir], nfa_size_limit: usize, reverse: bool) -> Option<thompson::NFA> {
+    thompson::Compiler::new()
+        .configure(
+            thompson::Config::new()
+                .which_captures(thompson::WhichCaptures::None)
+                .reverse(reverse)
+                .nfa_size_limit(Some(nfa_size_limit)),
+        )
+        .build_many_from_hir(hirs)
+        .ok()
+}
+
+/// The forward lazy DFA: leftmost-first, start states tagged (the search
+/// skips from them).
+fn forward_dfa(nfa: thompson::NFA, capacity: usize) -> Option<DFA> {
+    DFA::builder()
+        .configure(
+            DFA::config()
+                .match_kind(MatchKind::LeftmostFirst)
+                .specialize_start_states(true)
+                .cache_capacity(capacity),
+        )
+        .build_from_nfa(nfa)
+        .ok()
+}
+
+/// Why there is no skip table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoTable {
+    /// Too many bytes may begin a match for skipping to pay.
+    WouldNotPay,
+    /// More look-behind kinds than the table has, a cache clear while
+    /// reading (its ids would no longer compare), or a DFA error.
+    Unreadable,
+}
+
 fn pair_bit(kind: usize, first: u8, second: u8) -> usize {
     kind << 16 | usize::from(first) << 8 | usize::from(second)
 }
@@ -353,11 +368,13 @@ struct Table {
 
 impl Table {
     /// The kind of each look-behind byte, a byte of each kind, and which
-    /// bytes and pairs may begin a match after each kind. `None` if the
-    /// patterns need more kinds than the table has, if skipping would not
-    /// pay, or if `dfa`'s cache had to be cleared (its ids would no longer
-    /// compare).
-    fn read(dfa: &DFA) -> Option<Self> {
+    /// bytes and pairs may begin a match after each kind.
+    fn read(dfa: &DFA) -> Result<Self, NoTable> {
+        Self::try_read(dfa).unwrap_or(Err(NoTable::Unreadable))
+    }
+
+    /// [`Table::read`], with `None` for [`NoTable::Unreadable`].
+    fn try_read(dfa: &DFA) -> Option<Result<Self, NoTable>> {
         let mut cache = dfa.create_cache();
         let config = |b: Option<u8>| start::Config::new().anchored(Anchored::No).look_behind(b);
         let mut states: Vec<LazyStateID> = Vec::new();
@@ -403,7 +420,9 @@ impl Table {
                     return None;
                 }
                 *begins.get_mut(k)?.get_mut(usize::from(first))? = next != restart(first)?;
-                after_first.push((k, first, next));
+                if k != TEXT {
+                    after_first.push((k, first, next));
+                }
             }
         }
         let most_beginning = rows
@@ -413,13 +432,10 @@ impl Table {
             .max()
             .unwrap_or(0);
         if most_beginning > MAX_BEGINNING_BYTES {
-            return None;
+            return Some(Err(NoTable::WouldNotPay));
         }
         let mut pairs = vec![u64::MAX; (states.len() << 16).div_ceil(64)];
         for (k, first, next) in after_first {
-            if k == TEXT {
-                continue;
-            }
             for second in 0..=255u8 {
                 let after = dfa.next_state(&mut cache, next, second).ok()?;
                 if cache.clear_count() != 0 {
@@ -431,12 +447,12 @@ impl Table {
                 }
             }
         }
-        Some(Self {
+        Some(Ok(Self {
             kind,
             kind_bytes,
             begins,
             pairs,
-        })
+        }))
     }
 }
 
@@ -646,6 +662,9 @@ mod tests {
     fn is_not_used_where_most_bytes_may_begin_a_match() {
         // E-mail: any word byte may begin the local part.
         let email = BUILTINS.iter().find(|b| b.name == "email").unwrap();
+        let nfa = compile(&hirs(&[email.pattern]), 8 << 20, false).unwrap();
+        let dfa = forward_dfa(nfa, TABLE_CACHE_CAPACITY).unwrap();
+        assert_eq!(Table::read(&dfa).err(), Some(NoTable::WouldNotPay));
         assert!(SkippingRegex::build(&hirs(&[email.pattern]), 8 << 20).is_none());
         let lane = SkippingRegex::build(&default_lane(), 8 << 20).unwrap();
         // After a word byte only a PEM block's `-` may begin a match.
