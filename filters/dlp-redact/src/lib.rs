@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: serde types and validation;
 //! - [`detectors`]: the built-in catalog and validators;
-//! - [`scanner`], [`skipping`], [`redact`], [`stream`], [`tail`], [`rewrite`],
+//! - [`scanner`], [`skipping`], [`pivot`], [`redact`], [`stream`], [`tail`], [`rewrite`],
 //!   [`json_fields`]: pure logic, unit-tested natively;
 //! - [`glue`]: the proxy-wasm contexts.
 
@@ -14,6 +14,7 @@ pub mod config;
 pub mod detectors;
 pub mod glue;
 pub mod json_fields;
+pub mod pivot;
 pub mod query;
 pub mod redact;
 pub mod rewrite;

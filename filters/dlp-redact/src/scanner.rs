@@ -3,6 +3,7 @@
 //! detector, and its validator decides whether it counts.
 
 use crate::detectors::{Builtin, Validator};
+use crate::pivot::PivotSearch;
 use crate::redact::Action;
 use crate::rewrite::{open_long_ranges, open_ranges, prefixes};
 use crate::skipping::SkippingRegex;
@@ -208,6 +209,9 @@ struct Lane {
     /// The same patterns, searched skipping the bytes where none can begin
     /// (when most bytes cannot): the unanchored searches use it.
     skipping: Option<SkippingRegex>,
+    /// For a lane of one pattern shaped `run` + pivot byte + rest (an e-mail
+    /// address): the search from each pivot.
+    pivot: Option<PivotSearch>,
     /// Pattern index to detector id.
     ids: Vec<usize>,
 }
@@ -435,6 +439,10 @@ impl Lane {
         } else {
             None
         };
+        let pivot = match hirs.as_slice() {
+            [hir] if skipping.is_none() => PivotSearch::build(hir, NFA_SIZE_LIMIT),
+            _ => None,
+        };
         let regex = Regex::builder()
             .configure(
                 Regex::config()
@@ -450,13 +458,19 @@ impl Lane {
         Ok(Self {
             regex,
             skipping,
+            pivot,
             ids,
         })
     }
 
     /// The leftmost-first match in `hay[from..]`.
+    /// An error of the faster searches (which they do not produce) falls
+    /// back to the meta regex, so that it cannot pass for "nothing found".
     fn find(&self, hay: &[u8], from: usize) -> Option<regex_automata::Match> {
         if let Some(Ok(found)) = self.skipping.as_ref().map(|s| s.find(hay, from)) {
+            return found;
+        }
+        if let Some(Ok(found)) = self.pivot.as_ref().map(|p| p.find(hay, from)) {
             return found;
         }
         self.regex.search(&Input::new(hay).range(from..))

@@ -15,9 +15,12 @@
 //!
 //! The table is read off the DFA itself at build time: a byte "may begin"
 //! after look-behind `x` unless the DFA's start state for `x`, on that byte,
-//! goes to the start state for the byte (nothing in progress). Equal states
-//! have equal futures, so skipping such bytes finds exactly the matches of
-//! the plain search (`tests` compare the two).
+//! goes to the start state for the byte (nothing in progress). The same
+//! holds for pairs of bytes, and for a third byte after a pair: where the
+//! DFA, from a start state, is back in a start state two or three bytes on,
+//! those bytes are skipped together. Equal states have equal futures, so
+//! skipping finds exactly the matches of the plain search (`tests` compare
+//! the two).
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
@@ -63,11 +66,18 @@ pub struct SkippingRegex {
     kind_bytes: Vec<u8>,
     /// Per look-behind kind, whether a byte may begin a match.
     begins: [[bool; 256]; KINDS],
-    /// Per look-behind kind (but the haystack's start), a bit per pair of
-    /// bytes: set if a match may begin at either. Skipping by pairs halves
-    /// the steps, and a pair tells more than its first byte (`st` begins
-    /// none of the tokens that `s` may begin).
-    pairs: Vec<u64>,
+    /// The DFA's byte classes (bytes of a class move it alike), and how many.
+    classes: [u8; 256],
+    class_count: usize,
+    /// Per look-behind kind (but the haystack's start) and pair of byte
+    /// classes, what the DFA is in after the pair: [`PAIR_BEGINS_NONE`] when
+    /// no match may begin at either byte (a pair tells more than its first
+    /// byte: `st` begins none of the tokens that `s` may begin), else the
+    /// index + 1 of its row in `thirds`, or [`PAIR_UNTRACKED`].
+    after_pair: Vec<u8>,
+    /// Per state after a pair, a bit per third byte: set if a match may still
+    /// be in progress after it (a date's `02:` begins nothing that `02` may).
+    thirds: Vec<[u64; 4]>,
     /// Per look-behind kind, the bytes that begin no match after it and are
     /// of the same kind: a run of them is skipped without looking further.
     stays: [[bool; 256]; KINDS],
@@ -96,7 +106,10 @@ impl SkippingRegex {
             kind,
             kind_bytes,
             begins,
-            pairs,
+            classes,
+            class_count,
+            after_pair,
+            thirds,
         } = Table::read(&forward_dfa(TABLE_CACHE_CAPACITY)?).ok()?;
         let forward = forward_dfa(capacity)?;
         // The reverse search finds the start of a match from its end, as
@@ -128,7 +141,10 @@ impl SkippingRegex {
             kind,
             kind_bytes,
             begins,
-            pairs,
+            classes,
+            class_count,
+            after_pair,
+            thirds,
             stays,
             caches: Pool::new(create),
         })
@@ -189,13 +205,24 @@ impl SkippingRegex {
             }
             let first = *hay.get(at)?;
             if self.may_begin(kind, first) {
-                match hay.get(at + 1) {
-                    Some(&second) if kind != TEXT && !self.pair_may_begin(kind, first, second) => {
+                let Some(&second) = hay.get(at + 1).filter(|_| kind != TEXT) else {
+                    return Some((at, kind));
+                };
+                match self.after_pair(kind, first, second) {
+                    PAIR_BEGINS_NONE => {
                         kind = self.kind_of(second);
                         at += 2;
                         continue;
                     }
-                    _ => return Some((at, kind)),
+                    PAIR_UNTRACKED => return Some((at, kind)),
+                    row => match hay.get(at + 2) {
+                        Some(&third) if !self.third_continues(row, third) => {
+                            kind = self.kind_of(third);
+                            at += 3;
+                            continue;
+                        }
+                        _ => return Some((at, kind)),
+                    },
                 }
             }
             kind = self.kind_of(first);
@@ -203,11 +230,27 @@ impl SkippingRegex {
         }
     }
 
-    fn pair_may_begin(&self, kind: usize, first: u8, second: u8) -> bool {
-        let bit = pair_bit(kind, first, second);
-        self.pairs
-            .get(bit / 64)
-            .is_none_or(|&word| word >> (bit % 64) & 1 != 0)
+    fn after_pair(&self, kind: usize, first: u8, second: u8) -> u8 {
+        let class = |b: u8| {
+            self.classes
+                .get(usize::from(b))
+                .map_or(0, |&c| usize::from(c))
+        };
+        let index = (kind * self.class_count + class(first)) * self.class_count + class(second);
+        self.after_pair
+            .get(index)
+            .copied()
+            .unwrap_or(PAIR_UNTRACKED)
+    }
+
+    /// Whether, in the state after a pair (`row`, from [`Self::after_pair`]),
+    /// a match may still be in progress after `third`.
+    fn third_continues(&self, row: u8, third: u8) -> bool {
+        let bits = usize::from(row)
+            .checked_sub(1)
+            .and_then(|i| self.thirds.get(i))
+            .and_then(|bits| bits.get(usize::from(third >> 6)));
+        bits.is_none_or(|&word| word >> (third & 63) & 1 != 0)
     }
 
     fn kind_of(&self, b: u8) -> usize {
@@ -354,21 +397,27 @@ enum NoTable {
     Unreadable,
 }
 
-fn pair_bit(kind: usize, first: u8, second: u8) -> usize {
-    kind << 16 | usize::from(first) << 8 | usize::from(second)
-}
+/// In `after_pair`: no match may begin at either byte of the pair.
+const PAIR_BEGINS_NONE: u8 = 0;
+/// In `after_pair`: a match may begin, and the state after the pair has no
+/// row in `thirds` (more distinct states than rows).
+const PAIR_UNTRACKED: u8 = u8::MAX;
 
 /// The skip tables, read off the forward DFA.
 struct Table {
     kind: [u8; 256],
     kind_bytes: Vec<u8>,
     begins: [[bool; 256]; KINDS],
-    pairs: Vec<u64>,
+    classes: [u8; 256],
+    class_count: usize,
+    after_pair: Vec<u8>,
+    thirds: Vec<[u64; 4]>,
 }
 
 impl Table {
-    /// The kind of each look-behind byte, a byte of each kind, and which
-    /// bytes and pairs may begin a match after each kind.
+    /// The kind of each look-behind byte, a byte of each kind, which bytes
+    /// and pairs may begin a match after each kind, and which third bytes
+    /// keep a match in progress after a pair.
     fn read(dfa: &DFA) -> Result<Self, NoTable> {
         Self::try_read(dfa).unwrap_or(Err(NoTable::Unreadable))
     }
@@ -434,24 +483,82 @@ impl Table {
         if most_beginning > MAX_BEGINNING_BYTES {
             return Some(Err(NoTable::WouldNotPay));
         }
-        let mut pairs = vec![u64::MAX; (states.len() << 16).div_ceil(64)];
+        let byte_classes = dfa.byte_classes();
+        let mut classes = [0u8; 256];
+        for (b, class) in (0..=255u8).zip(classes.iter_mut()) {
+            *class = byte_classes.get(b);
+        }
+        let class_count = byte_classes.alphabet_len();
+        // A pair's entry stands for every byte of its classes, so a class
+        // must not mix look-behind kinds (the restart state differs by kind).
+        let mut class_kind = vec![None; class_count];
+        for (&class, &k) in classes.iter().zip(kind.iter()) {
+            match class_kind.get_mut(usize::from(class))? {
+                slot @ None => *slot = Some(k),
+                Some(seen) if *seen == k => {}
+                Some(_) => return None,
+            }
+        }
+        // Bytes of a class lead to the same states: one byte per class pair.
+        let mut after_pair = vec![PAIR_UNTRACKED; states.len() * class_count * class_count];
+        let mut after_pair_states: Vec<LazyStateID> = Vec::new();
         for (k, first, next) in after_first {
+            if !*begins.get(k)?.get(usize::from(first))? {
+                continue;
+            }
             for second in 0..=255u8 {
+                let class = |b: u8| classes.get(usize::from(b)).map(|&c| usize::from(c));
+                let index = (k * class_count + class(first)?) * class_count + class(second)?;
+                let slot = after_pair.get_mut(index)?;
+                if *slot != PAIR_UNTRACKED {
+                    continue;
+                }
                 let after = dfa.next_state(&mut cache, next, second).ok()?;
                 if cache.clear_count() != 0 {
                     return None;
                 }
-                if after == restart(second)? {
-                    let bit = pair_bit(k, first, second);
-                    *pairs.get_mut(bit / 64)? &= !(1u64 << (bit % 64));
+                *slot = if after == restart(second)? {
+                    PAIR_BEGINS_NONE
+                } else {
+                    let row = match after_pair_states.iter().position(|&s| s == after) {
+                        Some(row) => row,
+                        None => {
+                            after_pair_states.push(after);
+                            after_pair_states.len() - 1
+                        }
+                    };
+                    u8::try_from(row + 1)
+                        .ok()
+                        .filter(|&r| r != PAIR_UNTRACKED)
+                        .unwrap_or(PAIR_UNTRACKED)
+                };
+            }
+        }
+        let mut thirds = Vec::new();
+        for &state in after_pair_states
+            .iter()
+            .take(usize::from(PAIR_UNTRACKED - 1))
+        {
+            let mut bits = [0u64; 4];
+            for third in 0..=255u8 {
+                let after = dfa.next_state(&mut cache, state, third).ok()?;
+                if cache.clear_count() != 0 {
+                    return None;
+                }
+                if after != restart(third)? {
+                    *bits.get_mut(usize::from(third >> 6))? |= 1 << (third & 63);
                 }
             }
+            thirds.push(bits);
         }
         Some(Ok(Self {
             kind,
             kind_bytes,
             begins,
-            pairs,
+            classes,
+            class_count,
+            after_pair,
+            thirds,
         }))
     }
 }
@@ -672,5 +779,25 @@ mod tests {
         let row = lane.begins.get(after_word).unwrap();
         let beginning: Vec<u8> = (0..=255u8).filter(|&b| row[usize::from(b)]).collect();
         assert_eq!(beginning, b"-");
+    }
+
+    #[test]
+    fn skips_by_pairs_and_thirds() {
+        let lane = SkippingRegex::build(&default_lane(), 8 << 20).unwrap();
+        let after_quote = lane.kind_of(b'"');
+        // `st` begins nothing that `s` may (an `sk_live_` key).
+        assert_ne!(lane.after_pair(after_quote, b's', b'k'), PAIR_BEGINS_NONE);
+        assert_eq!(lane.after_pair(after_quote, b's', b't'), PAIR_BEGINS_NONE);
+        // A time's `02:` begins nothing that `02` may (a card, a phone number).
+        let row = lane.after_pair(after_quote, b'0', b'2');
+        assert!(row != PAIR_BEGINS_NONE && row != PAIR_UNTRACKED);
+        assert!(!lane.third_continues(row, b':'));
+        assert!(lane.third_continues(row, b'3'));
+        // Every state after a pair of the built-ins has its row.
+        assert!(lane.thirds.len() < usize::from(PAIR_UNTRACKED - 1));
+        assert_eq!(
+            lane.next_beginning(b"\"02:15\" \"4111", 0),
+            Some((9, after_quote))
+        );
     }
 }
