@@ -12,8 +12,8 @@
 //! what `regex-automata`'s reverse-inner strategy does too, with a general
 //! reverse search and more set-up per candidate than this needs.
 
+use crate::skipping::{compile, GaveUp};
 use regex_automata::hybrid::dfa::{Cache, DFA};
-use regex_automata::nfa::thompson;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, Match, MatchKind, PatternID};
 use regex_syntax::hir::{Class, Hir, HirKind};
@@ -46,10 +46,6 @@ impl std::fmt::Debug for PivotSearch {
     }
 }
 
-/// The search could not run; another engine must search instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GaveUp;
-
 impl PivotSearch {
     /// The pivot search of `hir`, or `None` when it does not have that shape
     /// (or cannot be built).
@@ -72,14 +68,7 @@ impl PivotSearch {
             Some(max) => Some(usize::try_from(max).ok()?),
             None => None,
         };
-        let nfa = thompson::Compiler::new()
-            .configure(
-                thompson::Config::new()
-                    .which_captures(thompson::WhichCaptures::None)
-                    .nfa_size_limit(Some(nfa_size_limit)),
-            )
-            .build_from_hir(hir)
-            .ok()?;
+        let nfa = compile(std::slice::from_ref(hir), nfa_size_limit, false)?;
         let forward = DFA::builder()
             .configure(
                 DFA::config()
@@ -187,12 +176,7 @@ mod tests {
     use regex_automata::meta::Regex;
 
     fn parse(pattern: &str) -> Hir {
-        regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .build()
-            .parse(pattern)
-            .unwrap()
+        crate::scanner::parse(pattern).unwrap()
     }
 
     fn email() -> Hir {

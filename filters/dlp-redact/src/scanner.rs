@@ -159,7 +159,7 @@ impl Catalog {
 }
 
 /// `pattern` parsed as the automata see it: bytes, ASCII classes.
-fn parse(pattern: &str) -> Result<Hir, String> {
+pub(crate) fn parse(pattern: &str) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)

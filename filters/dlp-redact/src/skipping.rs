@@ -76,7 +76,7 @@ pub struct SkippingRegex {
     /// index + 1 of its row in `thirds`, or [`PAIR_UNTRACKED`].
     after_pair: Vec<u8>,
     /// Per state after a pair, a bit per third byte: set if a match may still
-    /// be in progress after it (a date's `02:` begins nothing that `02` may).
+    /// be in progress after it (a time's `02:` begins nothing that `02` may).
     thirds: Vec<[u64; 4]>,
     /// Per look-behind kind, the bytes that begin no match after it and are
     /// of the same kind: a run of them is skipped without looking further.
@@ -361,7 +361,8 @@ impl SkippingRegex {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GaveUp;
 
-fn compile(hirs: &[Hir], nfa_size_limit: usize, reverse: bool) -> Option<thompson::NFA> {
+/// The Thompson NFA of `hirs` (a pattern each), without captures.
+pub(crate) fn compile(hirs: &[Hir], nfa_size_limit: usize, reverse: bool) -> Option<thompson::NFA> {
     thompson::Compiler::new()
         .configure(
             thompson::Config::new()
