@@ -12,15 +12,12 @@
 //! what `regex-automata`'s reverse-inner strategy does too, with a general
 //! reverse search and more set-up per candidate than this needs.
 
-use crate::skipping::{compile, GaveUp};
+use crate::skipping::{compile, GaveUp, CACHE_CAPACITY};
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, Match, MatchKind, PatternID};
 use regex_syntax::hir::{Class, Hir, HirKind};
 use std::panic::{RefUnwindSafe, UnwindSafe};
-
-/// The lazy DFA's cache (the default of `regex-automata`'s meta regex).
-const CACHE_CAPACITY: usize = 2 << 20;
 
 type CacheFn = Box<dyn Fn() -> Cache + Send + Sync + UnwindSafe + RefUnwindSafe>;
 

@@ -756,4 +756,30 @@ mod tests {
             ]
         );
     }
+
+    /// The default set's faster searches are in place: the combined lane
+    /// skips, and e-mail (its patterns as the lanes compile them, long
+    /// ranges opened) is found from its `@`.
+    #[test]
+    fn default_lanes_use_the_faster_searches() {
+        let env = |_: &str| None;
+        let policy = crate::config::Config::load(Some(b"{}"), &env).unwrap();
+        let scanner = policy.pass(&policy.defaults).unwrap().scanner;
+        let lanes: Vec<(Vec<&str>, bool, bool)> = scanner
+            .lanes
+            .iter()
+            .map(|lane| {
+                let names = lane
+                    .ids
+                    .iter()
+                    .map(|&id| policy.catalog.detector(id).unwrap().name.as_str())
+                    .collect();
+                (names, lane.skipping.is_some(), lane.pivot.is_some())
+            })
+            .collect();
+        assert_eq!(lanes.len(), 2);
+        assert!(lanes[0].1 && !lanes[0].2, "{lanes:?}");
+        assert!(!lanes[0].0.contains(&"email"));
+        assert_eq!(lanes[1], (vec!["email"], false, true));
+    }
 }

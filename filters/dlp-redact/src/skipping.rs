@@ -38,7 +38,7 @@ const KINDS: usize = 8;
 const TEXT: usize = KINDS - 1;
 
 /// The lazy DFAs' cache (the default of `regex-automata`'s meta regex).
-const CACHE_CAPACITY: usize = 2 << 20;
+pub(crate) const CACHE_CAPACITY: usize = 2 << 20;
 
 /// The cache of the throwaway DFA that the skip tables are read off: room
 /// for every state the walk over all byte pairs reaches (a clear would
